@@ -1,0 +1,125 @@
+//! The route snapshot: the one contract between the Holdfast controller and its dataplane.
+//!
+//! The controller turns Ingresses, Services, EndpointSlices and UploadPolicies into a [`Snapshot`] and `PUT`s it,
+//! as JSON, to the dataplane's admin `/config`. The dataplane validates it with [`Snapshot::validate`] and swaps it in
+//! whole. This crate has no kube dependency on purpose: the dataplane must never compile kube, and the controller
+//! must be able to build snapshots in plain unit tests.
+//!
+//! Units are explicit in field names (`…Bytes`, `…Ms`) because JSON has no quantities or durations; the controller
+//! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
+
+mod policy;
+mod validate;
+
+pub use policy::{BodyMode, Policy, ReplayPolicy, Timeouts};
+pub use validate::SnapshotError;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A complete routing state. The dataplane only accepts a snapshot whose `version` is greater than the one in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    /// Strictly increasing across pushes from one controller.
+    pub version: u64,
+    /// Host rules, in any order: the dataplane sorts them by Ingress precedence.
+    #[serde(default)]
+    pub hosts: Vec<HostRule>,
+    /// Where requests go when no host or path rule matches (an Ingress `defaultBackend`). `None`: 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend: Option<RouteTarget>,
+    /// Backends by name (the controller uses `namespace/service:port`).
+    #[serde(default)]
+    pub backends: BTreeMap<String, Backend>,
+    /// Upload policies by name (the controller uses `namespace/name`, or `default` for its flag defaults).
+    #[serde(default)]
+    pub policies: BTreeMap<String, Policy>,
+}
+
+/// The paths of one host. `host` is an exact DNS name, a wildcard `*.example.com` (exactly one label), or empty for
+/// rules that apply to every host (an Ingress rule without `host`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostRule {
+    #[serde(default)]
+    pub host: String,
+    pub paths: Vec<PathRule>,
+}
+
+/// One Ingress HTTP path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathRule {
+    pub path: String,
+    pub path_type: PathType,
+    #[serde(flatten)]
+    pub target: RouteTarget,
+}
+
+/// Ingress `pathType`. `ImplementationSpecific` is matched as `Prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+/// What a matched route points at: a backend, and the upload policy that governs requests on this route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteTarget {
+    pub backend: String,
+    /// Name of an entry in [`Snapshot::policies`]; `None` means the dataplane's built-in defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Where this route came from (for example `ingress default/photos`), for logs and error bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A Service port and the endpoints behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backend {
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub balance: Balance,
+}
+
+/// How a backend's ready endpoints share requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastInFlight,
+}
+
+/// One address behind a backend, with the EndpointSlice conditions (absent `ready` already resolved to `true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// An IPv4 or IPv6 address (no DNS names: the dataplane never resolves).
+    pub address: String,
+    pub port: u16,
+    #[serde(default = "yes")]
+    pub ready: bool,
+    #[serde(default = "yes")]
+    pub serving: bool,
+    #[serde(default)]
+    pub terminating: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Snapshot {
+    /// Parses and validates a snapshot from JSON. Every error names the field at fault.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(SnapshotError::Json)?;
+        snapshot.validate()?;
+        Ok(snapshot)
+    }
+}

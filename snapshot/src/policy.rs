@@ -1,0 +1,87 @@
+//! The upload policy as the dataplane applies it: sizes in bytes, durations in milliseconds.
+//!
+//! Every field has a default, so `{}` is a complete policy. The defaults are the ones documented for the
+//! `UploadPolicy` custom resource and match nginx's where nginx has an equivalent.
+
+use serde::{Deserialize, Serialize};
+
+/// How a request body travels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyMode {
+    /// The whole body is spooled before any upstream is contacted; replayable.
+    #[default]
+    Buffered,
+    /// The body streams to the upstream as it arrives and is spooled too; a failed attempt replays from the spool.
+    Tee,
+    /// No spool and no replay once the body has started to flow.
+    Streaming,
+}
+
+/// The upload policy for one route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Policy {
+    /// Largest accepted request body; 0 means unlimited.
+    pub max_body_size_bytes: u64,
+    /// Bytes of a body kept in memory before it spills to the spool directory.
+    pub memory_buffer_bytes: u64,
+    pub mode: BodyMode,
+    pub replay: ReplayPolicy,
+    pub timeouts: Timeouts,
+}
+
+/// When and how long a failed delivery is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ReplayPolicy {
+    /// Deliveries that reached an upstream (a connection was made and the request started). Refused connections
+    /// send nothing, so they consume wait time but not attempts.
+    pub max_attempts: u32,
+    /// How long a request may wait, in total, for an endpoint that takes it.
+    pub upstream_wait_timeout_ms: u64,
+    /// Replay after a connection reset or close before the response head. Refused connects are always retried.
+    pub on_reset: bool,
+    /// Replay after an upstream connect, send or read timeout.
+    pub on_timeout: bool,
+}
+
+/// Timeouts, all in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Longest idle gap between two reads of the client's body (408 when exceeded).
+    pub client_body_ms: u64,
+    /// Longest TCP connect to one endpoint.
+    pub upstream_connect_ms: u64,
+    /// Longest time the upstream may leave the body unread (it stops taking bytes).
+    pub upstream_send_ms: u64,
+    /// Longest time the upstream may take to send the response head once the body is sent.
+    pub upstream_read_ms: u64,
+}
+
+/// 128 KiB: enough for the bodies of ordinary API calls, small enough for 1,000 slow uploads in 128 MiB.
+pub const DEFAULT_MEMORY_BUFFER: u64 = 128 * 1024;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_body_size_bytes: 0,
+            memory_buffer_bytes: DEFAULT_MEMORY_BUFFER,
+            mode: BodyMode::Buffered,
+            replay: ReplayPolicy::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl Default for ReplayPolicy {
+    fn default() -> Self {
+        ReplayPolicy { max_attempts: 5, upstream_wait_timeout_ms: 60_000, on_reset: true, on_timeout: true }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { client_body_ms: 60_000, upstream_connect_ms: 5_000, upstream_send_ms: 60_000, upstream_read_ms: 60_000 }
+    }
+}

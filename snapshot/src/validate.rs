@@ -1,0 +1,210 @@
+//! Checks a snapshot before it is put in force, so that a bad push is refused whole with a reason instead of
+//! half-applied. Each error names the offending field the way a user would look for it.
+
+use crate::{Endpoint, PathRule, Policy, RouteTarget, Snapshot};
+use std::net::IpAddr;
+
+/// Memory buffers above this are refused: a policy must not let one request pin a gigabyte of RAM.
+pub const MAX_MEMORY_BUFFER: u64 = 64 * 1024 * 1024;
+
+/// Why a snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("invalid snapshot JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("version {offered} is not greater than the version in force ({current})")]
+    StaleVersion { offered: u64, current: u64 },
+    #[error("hosts[{index}].host {host:?} is not a valid host (a DNS name, or *. followed by one)")]
+    BadHost { index: usize, host: String },
+    #[error("host {host:?} appears in more than one host rule")]
+    DuplicateHost { host: String },
+    #[error("{at}.path {path:?} must start with '/'")]
+    BadPath { at: String, path: String },
+    #[error("{at} refers to backend {name:?}, which is not in backends")]
+    UnknownBackend { at: String, name: String },
+    #[error("{at} refers to policy {name:?}, which is not in policies")]
+    UnknownPolicy { at: String, name: String },
+    #[error("backends[{backend:?}].endpoints[{index}].address {address:?} is not an IP address")]
+    BadEndpointAddress { backend: String, index: usize, address: String },
+    #[error("backends[{backend:?}].endpoints[{index}].port must not be 0")]
+    BadEndpointPort { backend: String, index: usize },
+    #[error("policies[{policy:?}].{field} {reason}")]
+    BadPolicy { policy: String, field: &'static str, reason: &'static str },
+}
+
+impl Snapshot {
+    /// Checks references, hosts, paths, addresses and policy bounds. Does not check the version: that needs the
+    /// version in force, see [`Snapshot::check_newer_than`].
+    pub fn validate(&self) -> Result<(), SnapshotError> {
+        let mut seen_hosts = std::collections::HashSet::new();
+        for (index, rule) in self.hosts.iter().enumerate() {
+            if !valid_host(&rule.host) {
+                return Err(SnapshotError::BadHost { index, host: rule.host.clone() });
+            }
+            if !seen_hosts.insert(rule.host.to_ascii_lowercase()) {
+                return Err(SnapshotError::DuplicateHost { host: rule.host.clone() });
+            }
+            for (p, path) in rule.paths.iter().enumerate() {
+                self.validate_path(&format!("hosts[{index}].paths[{p}]"), path)?;
+            }
+        }
+        if let Some(target) = &self.default_backend {
+            self.validate_target("defaultBackend", target)?;
+        }
+        for (name, backend) in &self.backends {
+            for (index, endpoint) in backend.endpoints.iter().enumerate() {
+                validate_endpoint(name, index, endpoint)?;
+            }
+        }
+        for (name, policy) in &self.policies {
+            validate_policy(name, policy)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a snapshot that does not move the version forward.
+    pub fn check_newer_than(&self, current: Option<u64>) -> Result<(), SnapshotError> {
+        match current {
+            Some(current) if self.version <= current => {
+                Err(SnapshotError::StaleVersion { offered: self.version, current })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_path(&self, at: &str, rule: &PathRule) -> Result<(), SnapshotError> {
+        if !rule.path.starts_with('/') {
+            return Err(SnapshotError::BadPath { at: at.to_string(), path: rule.path.clone() });
+        }
+        self.validate_target(at, &rule.target)
+    }
+
+    fn validate_target(&self, at: &str, target: &RouteTarget) -> Result<(), SnapshotError> {
+        if !self.backends.contains_key(&target.backend) {
+            return Err(SnapshotError::UnknownBackend { at: at.to_string(), name: target.backend.clone() });
+        }
+        match &target.policy {
+            Some(name) if !self.policies.contains_key(name) => {
+                Err(SnapshotError::UnknownPolicy { at: at.to_string(), name: name.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A DNS name of letters, digits, '-' and '.', optionally starting with `*.`; empty means "any host".
+fn valid_host(host: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn validate_endpoint(backend: &str, index: usize, endpoint: &Endpoint) -> Result<(), SnapshotError> {
+    if endpoint.address.parse::<IpAddr>().is_err() {
+        return Err(SnapshotError::BadEndpointAddress {
+            backend: backend.to_string(),
+            index,
+            address: endpoint.address.clone(),
+        });
+    }
+    if endpoint.port == 0 {
+        return Err(SnapshotError::BadEndpointPort { backend: backend.to_string(), index });
+    }
+    Ok(())
+}
+
+fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
+    let bad = |field, reason| Err(SnapshotError::BadPolicy { policy: name.to_string(), field, reason });
+    if policy.memory_buffer_bytes > MAX_MEMORY_BUFFER {
+        return bad("memoryBufferBytes", "must be at most 64 MiB");
+    }
+    if policy.replay.max_attempts == 0 {
+        return bad("replay.maxAttempts", "must be at least 1");
+    }
+    let t = &policy.timeouts;
+    for (field, value) in [
+        ("timeouts.clientBodyMs", t.client_body_ms),
+        ("timeouts.upstreamConnectMs", t.upstream_connect_ms),
+        ("timeouts.upstreamSendMs", t.upstream_send_ms),
+        ("timeouts.upstreamReadMs", t.upstream_read_ms),
+    ] {
+        if value == 0 {
+            return bad(field, "must be greater than 0");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Snapshot, SnapshotError> {
+        Snapshot::from_json(json.as_bytes())
+    }
+
+    const GOOD: &str = r#"{"version": 2,
+        "hosts": [{"host": "*.example.com", "paths": [{"path": "/up", "pathType": "Prefix", "backend": "b", "policy": "p"}]}],
+        "backends": {"b": {"endpoints": [{"address": "127.0.0.1", "port": 8000}]}},
+        "policies": {"p": {"mode": "Tee", "replay": {"maxAttempts": 3}}}}"#;
+
+    #[test]
+    fn accepts_a_complete_snapshot_and_fills_defaults() {
+        let s = parse(GOOD).unwrap();
+        let p = &s.policies["p"];
+        assert_eq!(p.replay.max_attempts, 3);
+        assert_eq!(p.replay.upstream_wait_timeout_ms, 60_000);
+        assert_eq!(p.memory_buffer_bytes, 128 * 1024);
+        assert!(s.backends["b"].endpoints[0].ready);
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input_with_the_field_named() {
+        let cases: &[(&str, &str)] = &[
+            ("{", "invalid snapshot JSON"),
+            (r#"{"version": 1, "bogus": 1}"#, "unknown field `bogus`"),
+            (r#"{"version": 1, "hosts": [{"host": "a..b", "paths": []}]}"#, "hosts[0].host"),
+            (r#"{"version": 1, "hosts": [{"host": "*.*.b", "paths": []}]}"#, "hosts[0].host"),
+            (r#"{"version": 1, "hosts": [{"host": "a", "paths": []}, {"host": "A", "paths": []}]}"#, "more than one"),
+            (r#"{"version": 1, "hosts": [{"paths": [{"path": "x", "pathType": "Exact", "backend": "b"}]}]}"#, "must start with '/'"),
+            (r#"{"version": 1, "defaultBackend": {"backend": "nope"}}"#, "backend \"nope\""),
+            (r#"{"version": 1, "backends": {"b": {}}, "defaultBackend": {"backend": "b", "policy": "q"}}"#, "policy \"q\""),
+            (r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "pod.local", "port": 1}]}}}"#, "not an IP address"),
+            (r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "::1", "port": 0}]}}}"#, "port must not be 0"),
+            (r#"{"version": 1, "policies": {"p": {"mode": "Fast"}}}"#, "unknown variant `Fast`"),
+            (r#"{"version": 1, "policies": {"p": {"replay": {"maxAttempts": 0}}}}"#, "maxAttempts must be at least 1"),
+            (r#"{"version": 1, "policies": {"p": {"memoryBufferBytes": 1000000000}}}"#, "at most 64 MiB"),
+            (r#"{"version": 1, "policies": {"p": {"timeouts": {"upstreamReadMs": 0}}}}"#, "upstreamReadMs"),
+        ];
+        for (json, expected) in cases {
+            let err = parse(json).expect_err(json).to_string();
+            assert!(err.contains(expected), "{json}: {err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn versions_must_increase() {
+        let s = parse(GOOD).unwrap();
+        assert!(s.check_newer_than(None).is_ok());
+        assert!(s.check_newer_than(Some(1)).is_ok());
+        assert!(s.check_newer_than(Some(2)).is_err());
+        assert!(s.check_newer_than(Some(3)).is_err());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let s = parse(GOOD).unwrap();
+        let again = parse(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(s, again);
+    }
+}
