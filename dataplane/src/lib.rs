@@ -1,1 +1,68 @@
-pub fn x(){}
+//! Holdfast's dataplane: a reverse proxy that owns the client's connection, keeps the request body in a spool, and
+//! hands it to a ready upstream endpoint when one can take it, replaying it through upstream churn.
+//!
+//! The request path, in order: [`server`] accepts connections → [`proxy`] routes ([`route`]), applies the policy's
+//! limits and reads the body ([`receive`]) into the [`spool`] → [`replay`] picks endpoints ([`balance`]) and runs
+//! attempts ([`upstream`]) → the response, or an [`error`] turned into one. [`admin`] takes snapshots into [`state`].
+
+pub mod admin;
+pub mod balance;
+pub mod cli;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod proxy;
+pub mod receive;
+pub mod replay;
+pub mod route;
+pub mod server;
+pub mod spool;
+pub mod state;
+pub mod upstream;
+
+use std::sync::Arc;
+
+/// Everything the request path shares: routes in force, endpoint health, connections, spool, metrics.
+pub struct Dataplane {
+    pub config: state::ConfigStore,
+    pub health: balance::Health,
+    pub pool: Arc<upstream::Pool>,
+    pub spool: spool::SpoolConfig,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Process-wide settings that are not per route.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub spool_dir: std::path::PathBuf,
+    /// 0: unlimited.
+    pub spool_quota: u64,
+    pub upstream_idle_timeout: std::time::Duration,
+}
+
+impl Dataplane {
+    pub fn new(settings: &Settings) -> Arc<Self> {
+        let metrics = Arc::new(metrics::Metrics::new());
+        let spool = spool::SpoolConfig {
+            dir: settings.spool_dir.clone(),
+            quota: Arc::new(spool::SpoolQuota::new(settings.spool_quota)),
+            metrics: metrics.clone(),
+        };
+        Arc::new(Dataplane {
+            config: state::ConfigStore::default(),
+            health: balance::Health::default(),
+            pool: upstream::Pool::new(settings.upstream_idle_timeout),
+            spool,
+            metrics,
+        })
+    }
+
+    /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
+    pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
+        let active = self.config.apply(snapshot)?;
+        let present: std::collections::HashSet<_> = active.backends.values().flat_map(|b| b.addresses()).collect();
+        self.health.retain(|addr| present.contains(addr));
+        self.metrics.config_version.set(snapshot.version as i64);
+        Ok(snapshot.version)
+    }
+}

@@ -1,1 +1,81 @@
-fn main(){}
+//! `holdfast-dataplane`: parses flags, binds the listeners, and runs until SIGTERM (a second SIGTERM exits at once).
+
+use anyhow::Context;
+use clap::Parser;
+use holdfast_dataplane::cli::{Args, LogFormat};
+use holdfast_dataplane::server::ServeOptions;
+use holdfast_dataplane::{admin, server, Dataplane, Settings};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    check_spool_dir(&args.spool_dir)?;
+    let settings = Settings {
+        spool_dir: args.spool_dir.clone(),
+        spool_quota: args.spool_quota,
+        upstream_idle_timeout: args.upstream_idle_timeout,
+    };
+    let dp = Dataplane::new(&settings);
+    if let Some(path) = &args.config_file {
+        let bytes = std::fs::read(path).with_context(|| format!("reading --config-file {}", path.display()))?;
+        let snapshot = holdfast_snapshot::Snapshot::from_json(&bytes)
+            .with_context(|| format!("--config-file {} is not a valid snapshot", path.display()))?;
+        dp.apply(&snapshot)?;
+    }
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let admin_listener =
+        TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
+    tracing::info!(
+        listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, spool_dir = %args.spool_dir.display(),
+        spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
+        drain_timeout = ?args.drain_timeout, "holdfast dataplane started"
+    );
+    let shutdown = shutdown_signal()?;
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let options = ServeOptions { header_read_timeout: args.header_read_timeout, drain_timeout: args.drain_timeout };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(shutdown.clone())));
+    server::serve(listener, dp, options, wait(shutdown)).await;
+    admin_task.abort();
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// Fails at start, with the reason, when bodies could not be spooled.
+fn check_spool_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .with_context(|| format!("--spool-dir {} is not a writable directory", dir.display()))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// One place that turns SIGTERM/SIGINT into the shutdown of every listener: the first signal starts the drain, the
+/// second exits the process at once.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("shutdown signal received: draining (send it again to exit at once)");
+        let _ = tx.send(true);
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::warn!("second shutdown signal: exiting now");
+        std::process::exit(0);
+    });
+    Ok(rx)
+}

@@ -82,6 +82,11 @@ impl Default for ReplayPolicy {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { client_body_ms: 60_000, upstream_connect_ms: 5_000, upstream_send_ms: 60_000, upstream_read_ms: 60_000 }
+        Timeouts {
+            client_body_ms: 60_000,
+            upstream_connect_ms: 5_000,
+            upstream_send_ms: 60_000,
+            upstream_read_ms: 60_000,
+        }
     }
 }

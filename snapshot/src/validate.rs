@@ -176,11 +176,23 @@ mod tests {
             (r#"{"version": 1, "hosts": [{"host": "a..b", "paths": []}]}"#, "hosts[0].host"),
             (r#"{"version": 1, "hosts": [{"host": "*.*.b", "paths": []}]}"#, "hosts[0].host"),
             (r#"{"version": 1, "hosts": [{"host": "a", "paths": []}, {"host": "A", "paths": []}]}"#, "more than one"),
-            (r#"{"version": 1, "hosts": [{"paths": [{"path": "x", "pathType": "Exact", "backend": "b"}]}]}"#, "must start with '/'"),
+            (
+                r#"{"version": 1, "hosts": [{"paths": [{"path": "x", "pathType": "Exact", "backend": "b"}]}]}"#,
+                "must start with '/'",
+            ),
             (r#"{"version": 1, "defaultBackend": {"backend": "nope"}}"#, "backend \"nope\""),
-            (r#"{"version": 1, "backends": {"b": {}}, "defaultBackend": {"backend": "b", "policy": "q"}}"#, "policy \"q\""),
-            (r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "pod.local", "port": 1}]}}}"#, "not an IP address"),
-            (r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "::1", "port": 0}]}}}"#, "port must not be 0"),
+            (
+                r#"{"version": 1, "backends": {"b": {}}, "defaultBackend": {"backend": "b", "policy": "q"}}"#,
+                "policy \"q\"",
+            ),
+            (
+                r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "pod.local", "port": 1}]}}}"#,
+                "not an IP address",
+            ),
+            (
+                r#"{"version": 1, "backends": {"b": {"endpoints": [{"address": "::1", "port": 0}]}}}"#,
+                "port must not be 0",
+            ),
             (r#"{"version": 1, "policies": {"p": {"mode": "Fast"}}}"#, "unknown variant `Fast`"),
             (r#"{"version": 1, "policies": {"p": {"replay": {"maxAttempts": 0}}}}"#, "maxAttempts must be at least 1"),
             (r#"{"version": 1, "policies": {"p": {"memoryBufferBytes": 1000000000}}}"#, "at most 64 MiB"),

@@ -1,1 +1,98 @@
-fn main(){}
+//! `holdfast-hash-upstream`: a real upstream for tests, demos and benchmarks.
+//!
+//! It answers every POST/PUT/PATCH by hashing the body as it arrives and replying with JSON
+//! `{"bytes":N,"sha256":"…","requestId":"…","attempt":N}`; every other method gets a small `ok`. Each body that
+//! arrived complete is appended as one JSON line to `--deliveries`, so a test can count complete deliveries across
+//! restarts of this process. `--progress` prints `progress BYTES` after every MiB so that a test can kill the process
+//! at a chosen point of a delivery; `--read-rate` slows the reading so that the point can be hit reliably.
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+#[derive(Parser, Debug)]
+#[command(about = "An upstream that hashes request bodies (for Holdfast's tests, demos and benchmarks)")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Append one JSON line per complete body to this file.
+    #[arg(long)]
+    deliveries: Option<PathBuf>,
+    /// Print `progress BYTES` on stdout after each MiB of a body.
+    #[arg(long)]
+    progress: bool,
+    /// Read bodies at most this fast (bytes per second); 0 means as fast as they come.
+    #[arg(long, default_value_t = 0)]
+    read_rate: u64,
+    /// Answer with this status instead of 200 (the body still says what was received).
+    #[arg(long, default_value_t = 200)]
+    status: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let listener = TcpListener::bind(args.listen).await?;
+    println!("listening {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let args = args.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(args.clone(), req));
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Response<Full<Bytes>>> {
+    if !matches!(req.method().as_str(), "POST" | "PUT" | "PATCH") {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (request_id, attempt) = (header("x-request-id"), header("x-holdfast-attempt"));
+    let attempt: u32 = attempt.parse().unwrap_or(1);
+    let mut body = req.into_body();
+    let (mut hasher, mut bytes, mut next_report) = (Sha256::new(), 0u64, 1u64 << 20);
+    let started = Instant::now();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        hasher.update(&data);
+        bytes += data.len() as u64;
+        if args.progress && bytes >= next_report {
+            println!("progress {bytes}");
+            std::io::stdout().flush()?;
+            next_report = bytes + (1 << 20);
+        }
+        if args.read_rate > 0 {
+            let due = Duration::from_secs_f64(bytes as f64 / args.read_rate as f64);
+            tokio::time::sleep_until((started + due).into()).await;
+        }
+    }
+    let sha256 = hex(&hasher.finalize());
+    let line = serde_json::json!({"bytes": bytes, "sha256": sha256, "requestId": request_id, "attempt": attempt});
+    if let Some(path) = &args.deliveries {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(file, "{line}")?;
+    }
+    let mut response = Response::new(Full::new(Bytes::from(line.to_string())));
+    *response.status_mut() = hyper::StatusCode::from_u16(args.status)?;
+    response.headers_mut().insert("content-type", "application/json".parse()?);
+    Ok(response)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

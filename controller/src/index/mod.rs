@@ -1,0 +1,134 @@
+//! The index: the one synchronous store every source (kube watches, the `--from-dir` file source) feeds.
+//!
+//! Each event is converted at this boundary into the small model translation needs ([`model`]), so translation never
+//! sees raw API objects and the index can be filled by hand in tests. Sources call [`Index::apply`],
+//! [`Index::delete`] and [`Index::reset`] (a relist: everything not listed is gone); nothing here blocks or talks to
+//! the network.
+
+mod convert;
+pub mod model;
+mod policy;
+
+pub use model::*;
+pub use policy::PolicyModel;
+
+use holdfast_crds::UploadPolicy;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use std::collections::BTreeMap;
+
+/// Everything the controller knows about the objects it translates, keyed by namespace and name.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub classes: BTreeMap<ObjectKey, IngressClassModel>,
+    pub ingresses: BTreeMap<ObjectKey, IngressModel>,
+    pub services: BTreeMap<ObjectKey, ServiceModel>,
+    pub slices: BTreeMap<ObjectKey, SliceModel>,
+    pub secrets: BTreeMap<ObjectKey, TlsSecretModel>,
+    pub policies: BTreeMap<ObjectKey, PolicyModel>,
+}
+
+/// Why an object was not indexed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("{kind} has no metadata.name")]
+    MissingName { kind: &'static str },
+    #[error("{kind} {name} has no metadata.namespace")]
+    MissingNamespace { kind: &'static str, name: String },
+}
+
+/// A kind of object the index stores, and how it becomes its model.
+pub trait IndexKind: Sized {
+    /// The Kubernetes kind, for logs and warnings.
+    const KIND: &'static str;
+    /// Cluster-scoped kinds are keyed with an empty namespace.
+    const NAMESPACED: bool = true;
+    type Model;
+
+    fn store(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self::Model>;
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    /// Converts the object; `previous` is the model it replaces, for kinds that keep their last good state.
+    /// `None`: the object is not one the index keeps (a Secret of another type), so any previous entry goes.
+    fn convert(self, key: &ObjectKey, previous: Option<&Self::Model>) -> Option<Self::Model>;
+
+    /// The object's key, refused when the API's required metadata is missing (never defaulted).
+    fn key(&self) -> Result<ObjectKey, IndexError> {
+        let meta = self.metadata();
+        let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind: Self::KIND })?;
+        let namespace = match (Self::NAMESPACED, &meta.namespace) {
+            (false, _) => String::new(),
+            (true, Some(ns)) if !ns.is_empty() => ns.clone(),
+            (true, _) => return Err(IndexError::MissingNamespace { kind: Self::KIND, name }),
+        };
+        Ok(ObjectKey { namespace, name })
+    }
+}
+
+impl Index {
+    /// Adds or replaces one object.
+    pub fn apply<K: IndexKind>(&mut self, object: K) -> Result<(), IndexError> {
+        let key = object.key()?;
+        let store = K::store(self);
+        match object.convert(&key, store.get(&key)) {
+            Some(model) => store.insert(key, model),
+            None => store.remove(&key),
+        };
+        Ok(())
+    }
+
+    /// Removes one object.
+    pub fn delete<K: IndexKind>(&mut self, object: &K) -> Result<(), IndexError> {
+        let key = object.key()?;
+        K::store(self).remove(&key);
+        Ok(())
+    }
+
+    /// Replaces every object of a kind with a complete listing: what is not listed was deleted meanwhile. Objects
+    /// that cannot be keyed are skipped and returned, so the caller can say why.
+    pub fn reset<K: IndexKind>(&mut self, objects: Vec<K>) -> Vec<IndexError> {
+        let mut errors = Vec::new();
+        let mut previous = std::mem::take(K::store(self));
+        let mut next = BTreeMap::new();
+        for object in objects {
+            match object.key() {
+                Ok(key) => {
+                    let old = previous.remove(&key);
+                    if let Some(model) = object.convert(&key, old.as_ref()) {
+                        next.insert(key, model);
+                    }
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        *K::store(self) = next;
+        errors
+    }
+}
+
+macro_rules! index_kind {
+    ($ty:ty, $kind:literal, $field:ident, $namespaced:literal) => {
+        impl IndexKind for $ty {
+            const KIND: &'static str = $kind;
+            const NAMESPACED: bool = $namespaced;
+            type Model = <$ty as convert::Convert>::Model;
+
+            fn store(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self::Model> {
+                &mut index.$field
+            }
+            fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn convert(self, key: &ObjectKey, previous: Option<&Self::Model>) -> Option<Self::Model> {
+                convert::Convert::convert(self, key, previous)
+            }
+        }
+    };
+}
+
+index_kind!(IngressClass, "IngressClass", classes, false);
+index_kind!(Ingress, "Ingress", ingresses, true);
+index_kind!(Service, "Service", services, true);
+index_kind!(EndpointSlice, "EndpointSlice", slices, true);
+index_kind!(Secret, "Secret", secrets, true);
+index_kind!(UploadPolicy, "UploadPolicy", policies, true);

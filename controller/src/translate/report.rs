@@ -1,0 +1,91 @@
+//! What translation found wrong, and what it made of each UploadPolicy: the input for logs, Kubernetes events and
+//! UploadPolicy status. Reasons are a fixed set so they can be event reasons and metric labels.
+
+use crate::index::ObjectKey;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why an object (or part of it) was not translated as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    RouteConflict,
+    DefaultBackendConflict,
+    InvalidHost,
+    InvalidPath,
+    UnsupportedBackend,
+    ServiceNotFound,
+    ServicePortNotFound,
+    TlsSecretNotFound,
+    TlsSecretIncomplete,
+    PolicyNotFound,
+    PolicyInvalid,
+    PolicyConflict,
+    InvalidAnnotation,
+    TargetNotFound,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::RouteConflict => "RouteConflict",
+            Reason::DefaultBackendConflict => "DefaultBackendConflict",
+            Reason::InvalidHost => "InvalidHost",
+            Reason::InvalidPath => "InvalidPath",
+            Reason::UnsupportedBackend => "UnsupportedBackend",
+            Reason::ServiceNotFound => "ServiceNotFound",
+            Reason::ServicePortNotFound => "ServicePortNotFound",
+            Reason::TlsSecretNotFound => "TlsSecretNotFound",
+            Reason::TlsSecretIncomplete => "TlsSecretIncomplete",
+            Reason::PolicyNotFound => "PolicyNotFound",
+            Reason::PolicyInvalid => "PolicyInvalid",
+            Reason::PolicyConflict => "PolicyConflict",
+            Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::TargetNotFound => "TargetNotFound",
+        }
+    }
+}
+
+/// One problem, on the object a user should look at (`kubectl describe` shows it as a Warning event).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Warning {
+    pub kind: &'static str,
+    pub key: ObjectKey,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A condition as translation computed it; the status writer adds times and generations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionState {
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the controller made of one UploadPolicy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatus {
+    pub generation: Option<i64>,
+    pub accepted: ConditionState,
+    pub resolved_refs: ConditionState,
+    /// `namespace/ingress host path` of each route it governs.
+    pub attached_routes: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub warnings: Vec<Warning>,
+    pub policies: BTreeMap<ObjectKey, PolicyStatus>,
+    /// The Ingresses this controller owns, for the Ingress status writer.
+    pub ingresses: BTreeSet<ObjectKey>,
+}
+
+impl Report {
+    pub fn warn(&mut self, kind: &'static str, key: &ObjectKey, reason: Reason, message: impl Into<String>) {
+        self.warnings.push(Warning { kind, key: key.clone(), reason, message: message.into() });
+    }
+
+    /// Warnings about one object, for tests and for the event recorder.
+    pub fn warnings_for(&self, kind: &str, key: &ObjectKey) -> Vec<&Warning> {
+        self.warnings.iter().filter(|w| w.kind == kind && &w.key == key).collect()
+    }
+}

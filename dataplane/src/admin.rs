@@ -1,0 +1,100 @@
+//! The admin listener (`--admin`, loopback only, never exposed outside the pod): snapshots in, health and metrics out.
+//!
+//! - `PUT /config`: a full route snapshot as JSON; 200 when it is in force, 400 with the reason otherwise (the
+//!   previous snapshot keeps serving).
+//! - `GET /config`: `{"version": N}`, or `{"version": null}` before the first snapshot (the controller re-pushes when
+//!   the version went back, i.e. the dataplane restarted).
+//! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force.
+//! - `GET /metrics`: Prometheus text format.
+
+use crate::error::{text_response, ProxyBody};
+use crate::Dataplane;
+use bytes::Bytes;
+use holdfast_snapshot::Snapshot;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Snapshots larger than this are refused: thousands of Ingresses fit in a few MiB.
+const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Serves the admin API until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let dp = dp.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| handle(dp.clone(), request));
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(dp: Arc<Dataplane>, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::PUT, "/config") => put_config(&dp, request).await,
+        (&Method::GET, "/config") => {
+            let version = dp.config.current().version;
+            json(StatusCode::OK, serde_json::json!({ "version": version }).to_string())
+        }
+        (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => match dp.config.current().version {
+            Some(version) => text_response(StatusCode::OK, format!("ready: snapshot version {version}\n")),
+            None => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no route snapshot yet\n"),
+        },
+        (&Method::GET, "/metrics") => {
+            let mut response = text_response(StatusCode::OK, dp.metrics.encode());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            response
+        }
+        (_, "/config" | "/healthz" | "/readyz" | "/metrics") => {
+            text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(response)
+}
+
+async fn put_config(dp: &Dataplane, request: Request<Incoming>) -> Response<ProxyBody> {
+    let body = match Limited::new(request.into_body(), MAX_SNAPSHOT_BYTES).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) => return text_response(StatusCode::BAD_REQUEST, format!("could not read the snapshot: {error}\n")),
+    };
+    match Snapshot::from_json(&body).and_then(|snapshot| dp.apply(&snapshot)) {
+        Ok(version) => {
+            tracing::info!(version, "route snapshot in force");
+            text_response(StatusCode::OK, format!("accepted version {version}\n"))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "route snapshot refused");
+            text_response(StatusCode::BAD_REQUEST, format!("snapshot refused: {error}\n"))
+        }
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut response = text_response(status, Bytes::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,251 @@
+//! Choosing an endpoint for an attempt, and passive health.
+//!
+//! Kubernetes takes seconds to mark a killed pod not-ready, so an endpoint that the snapshot still calls ready but
+//! that refuses or resets connections is set aside for a short backoff that grows with each consecutive failure. When
+//! every candidate is set aside the caller learns when the earliest one may be tried again, and waits for that or for
+//! a new snapshot, whichever comes first. A pod that comes back on the same address is found by the next try.
+//!
+//! Health and in-flight counts are kept per address, outside the snapshot, so that a config push does not forget
+//! that an endpoint was failing or how busy it is.
+
+use holdfast_snapshot::{Backend, Balance};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// First backoff after a failure; doubled per consecutive failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Short enough that a pod restarting in place is found within a second of listening again.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A backend's endpoints as the snapshot describes them.
+#[derive(Debug)]
+pub struct BackendState {
+    pub name: String,
+    endpoints: Vec<EndpointInfo>,
+    balance: Balance,
+    next: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EndpointInfo {
+    addr: SocketAddr,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+impl BackendState {
+    /// Compiles a validated backend (addresses are known to parse).
+    pub fn new(name: &str, backend: &Backend) -> Self {
+        let endpoints = backend
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let ip: IpAddr = e.address.parse().ok()?;
+                Some(EndpointInfo {
+                    addr: SocketAddr::new(ip, e.port),
+                    ready: e.ready,
+                    serving: e.serving,
+                    terminating: e.terminating,
+                })
+            })
+            .collect();
+        BackendState { name: name.to_string(), endpoints, balance: backend.balance, next: AtomicUsize::new(0) }
+    }
+
+    /// Ready endpoints; when none is ready, the ones still serving while terminating (EndpointSlice semantics).
+    fn candidates(&self) -> Vec<SocketAddr> {
+        let ready: Vec<_> = self.endpoints.iter().filter(|e| e.ready).map(|e| e.addr).collect();
+        if !ready.is_empty() {
+            return ready;
+        }
+        self.endpoints.iter().filter(|e| e.serving && e.terminating).map(|e| e.addr).collect()
+    }
+}
+
+/// The outcome of a choice.
+pub enum Pick {
+    /// Send to this endpoint; the guard counts the attempt as in flight until dropped.
+    Endpoint(SocketAddr, InFlight),
+    /// Every candidate is backing off; the earliest may be tried at this instant.
+    RetryAt(Instant),
+    /// The backend has no candidate at all: only a new snapshot can help.
+    NoCandidate,
+}
+
+#[derive(Debug, Default)]
+struct EndpointHealth {
+    failures: u32,
+    retry_at: Option<Instant>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Health and load of every endpoint address, shared by all requests.
+#[derive(Debug, Default)]
+pub struct Health {
+    book: Mutex<HashMap<SocketAddr, EndpointHealth>>,
+}
+
+/// Counts one attempt against an endpoint while it lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Health {
+    /// Chooses an endpoint of `backend` for the next attempt.
+    pub fn pick(&self, backend: &BackendState) -> Pick {
+        let candidates = backend.candidates();
+        if candidates.is_empty() {
+            return Pick::NoCandidate;
+        }
+        let now = Instant::now();
+        let mut book = self.lock();
+        let available: Vec<SocketAddr> = candidates
+            .iter()
+            .copied()
+            .filter(|addr| book.get(addr).and_then(|h| h.retry_at).is_none_or(|at| at <= now))
+            .collect();
+        if available.is_empty() {
+            let earliest = candidates.iter().filter_map(|addr| book.get(addr).and_then(|h| h.retry_at)).min();
+            return earliest.map_or(Pick::NoCandidate, Pick::RetryAt);
+        }
+        let turn = backend.next.fetch_add(1, Ordering::Relaxed);
+        let chosen = match backend.balance {
+            Balance::RoundRobin => available[turn % available.len()],
+            Balance::LeastInFlight => {
+                let load = |addr: &SocketAddr| book.get(addr).map_or(0, |h| h.in_flight.load(Ordering::Acquire));
+                let least = available.iter().map(load).min().unwrap_or(0);
+                let tied: Vec<_> = available.iter().filter(|a| load(a) == least).copied().collect();
+                tied[turn % tied.len()]
+            }
+        };
+        let counter = book.entry(chosen).or_default().in_flight.clone();
+        counter.fetch_add(1, Ordering::AcqRel);
+        Pick::Endpoint(chosen, InFlight(counter))
+    }
+
+    /// Sets an endpoint aside after a failed connect or a reset.
+    pub fn record_failure(&self, addr: SocketAddr) {
+        let mut book = self.lock();
+        let health = book.entry(addr).or_default();
+        health.failures = health.failures.saturating_add(1);
+        let backoff = FIRST_BACKOFF.saturating_mul(1 << health.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
+        health.retry_at = Some(Instant::now() + backoff);
+    }
+
+    /// Forgets past failures of an endpoint that answered.
+    pub fn record_success(&self, addr: SocketAddr) {
+        if let Some(health) = self.lock().get_mut(&addr) {
+            health.failures = 0;
+            health.retry_at = None;
+        }
+    }
+
+    /// Drops what is known about addresses that no snapshot mentions any more (and that nothing is using).
+    pub fn retain(&self, present: impl Fn(&SocketAddr) -> bool) {
+        self.lock().retain(|addr, h| present(addr) || h.in_flight.load(Ordering::Acquire) > 0);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, EndpointHealth>> {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl BackendState {
+    /// Every address of this backend, for pruning the health book.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.endpoints.iter().map(|e| e.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_snapshot::Endpoint;
+
+    fn backend(balance: Balance, endpoints: &[(u16, bool, bool, bool)]) -> BackendState {
+        let endpoints = endpoints
+            .iter()
+            .map(|&(port, ready, serving, terminating)| Endpoint {
+                address: "127.0.0.1".into(),
+                port,
+                ready,
+                serving,
+                terminating,
+            })
+            .collect();
+        BackendState::new("b", &Backend { endpoints, balance })
+    }
+
+    fn port(pick: Pick) -> u16 {
+        match pick {
+            Pick::Endpoint(addr, _) => addr.port(),
+            _ => panic!("expected an endpoint"),
+        }
+    }
+
+    #[tokio::test]
+    async fn round_robin_over_ready_endpoints_only() {
+        let b =
+            backend(Balance::RoundRobin, &[(1, true, true, false), (2, false, false, false), (3, true, true, false)]);
+        let health = Health::default();
+        let ports: Vec<u16> = (0..4).map(|_| port(health.pick(&b))).collect();
+        assert_eq!(ports, [1, 3, 1, 3]);
+    }
+
+    #[tokio::test]
+    async fn terminating_but_serving_endpoints_are_used_only_when_none_is_ready() {
+        let b = backend(Balance::RoundRobin, &[(1, false, true, true), (2, false, false, true)]);
+        assert_eq!(port(Health::default().pick(&b)), 1);
+        let empty = backend(Balance::RoundRobin, &[(2, false, false, true)]);
+        assert!(matches!(Health::default().pick(&empty), Pick::NoCandidate));
+    }
+
+    #[tokio::test]
+    async fn least_in_flight_prefers_the_idle_endpoint() {
+        let b = backend(Balance::LeastInFlight, &[(1, true, true, false), (2, true, true, false)]);
+        let health = Health::default();
+        let first = health.pick(&b);
+        let busy = port_of(&first);
+        for _ in 0..3 {
+            assert_ne!(port(health.pick(&b)), busy);
+        }
+        drop(first);
+    }
+
+    fn port_of(pick: &Pick) -> u16 {
+        match pick {
+            Pick::Endpoint(addr, _) => addr.port(),
+            _ => panic!("expected an endpoint"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_endpoints_back_off_with_growing_delays_and_recover() {
+        let b = backend(Balance::RoundRobin, &[(1, true, true, false)]);
+        let health = Health::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            health.record_failure(addr);
+            match health.pick(&b) {
+                Pick::RetryAt(at) => delays.push((at - Instant::now()).as_millis()),
+                _ => panic!("a failing endpoint must back off"),
+            }
+        }
+        assert_eq!(delays, [50, 100, 200, 400, 800, 1000]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(port(health.pick(&b)), 1, "tried again once its backoff has passed");
+        health.record_success(addr);
+        health.record_failure(addr);
+        assert!(matches!(health.pick(&b), Pick::RetryAt(at) if at - Instant::now() == FIRST_BACKOFF));
+    }
+}

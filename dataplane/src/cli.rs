@@ -1,0 +1,111 @@
+//! Command-line flags of `holdfast-dataplane`, each with an environment variable fallback.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "holdfast-dataplane",
+    version,
+    about = "Holdfast's dataplane: spools request bodies and replays them through upstream churn"
+)]
+pub struct Args {
+    /// Client listener (HTTP/1.1 and h2c).
+    #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener: route snapshots, health, metrics. Keep it on loopback.
+    #[arg(long, env = "HOLDFAST_ADMIN", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Directory for spooled bodies (the pod's emptyDir or PVC). Files in it are unlinked at creation.
+    #[arg(long, env = "HOLDFAST_SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
+    pub spool_dir: PathBuf,
+    /// Most bytes all spooled bodies may use on disk together (e.g. `10Gi`, `500M`, `0` for unlimited).
+    #[arg(long, env = "HOLDFAST_SPOOL_QUOTA", default_value = "0", value_parser = parse_bytes)]
+    pub spool_quota: u64,
+    /// A route snapshot (JSON) to put in force at start, before any push to the admin listener.
+    #[arg(long, env = "HOLDFAST_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Idle upstream connections are closed after this long; keep it below the upstreams' keep-alive timeouts.
+    #[arg(long, env = "HOLDFAST_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
+    pub upstream_idle_timeout: Duration,
+    /// Longest a client may take to send a request head.
+    #[arg(long, env = "HOLDFAST_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// On SIGTERM, how long requests in flight (uploads and their replays) may take to complete.
+    #[arg(long, env = "HOLDFAST_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `4s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?} has no unit: write 500ms, 30s, 5m or 1h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A byte count with an optional binary (`Ki`, `Mi`, `Gi`, `Ti`) or decimal (`k`, `M`, `G`, `T`) suffix.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 500Mi or 10G"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return Err(format!("{text:?} has an unknown unit: use k, M, G, T, Ki, Mi, Gi or Ti")),
+    };
+    value.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_sizes_and_rejects_the_rest() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("4").unwrap_err().contains("no unit"));
+        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_bytes("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_bytes("500M"), Ok(500_000_000));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(parse_bytes("5 GB").is_err());
+        assert!(parse_bytes("99999999999Ti").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let args = Args::try_parse_from(["holdfast-dataplane", "--spool-quota", "1Gi"]).unwrap();
+        assert_eq!(args.listen.port(), 8080);
+        assert_eq!(args.admin.to_string(), "127.0.0.1:9901");
+        assert_eq!(args.spool_quota, 1 << 30);
+        assert!(Args::try_parse_from(["holdfast-dataplane", "--spool-quota", "lots"]).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! Every way a request can fail, and the one place where a failure becomes the client's response.
+//!
+//! Bodies say what happened in words a user can act on; they never echo request headers or bodies.
+
+use crate::upstream::Failure;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use std::time::Duration;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response the dataplane sends to clients.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for host {host:?} and path {path:?}")]
+    NoRoute { host: String, path: String },
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("the client sent no body bytes for {0:?}")]
+    ClientBodyTimeout(Duration),
+    #[error("the client went away before its body was complete")]
+    ClientAborted,
+    #[error("not enough spool space for this request body (quota {quota} bytes); try again later")]
+    SpoolFull { quota: u64 },
+    #[error("the request body could not be stored: {0}")]
+    SpoolIo(std::io::Error),
+    #[error("the upstream stopped taking the streamed body")]
+    StreamNotTaken,
+    #[error("no endpoint of backend {backend} took the request within {waited:?} ({attempts} deliveries; last failure: {})", display_last(.last))]
+    Unavailable { backend: String, waited: Duration, attempts: u32, last: Option<Failure> },
+    #[error("backend {backend} timed out ({attempts} deliveries; last failure: {last})")]
+    GatewayTimeout { backend: String, attempts: u32, last: Failure },
+    #[error("backend {backend} failed and the request cannot be replayed: {last}")]
+    BadGateway { backend: String, last: Failure },
+}
+
+fn display_last(last: &Option<Failure>) -> String {
+    last.as_ref().map_or_else(|| "no ready endpoint".to_string(), Failure::to_string)
+}
+
+impl From<crate::spool::SpoolError> for ProxyError {
+    fn from(error: crate::spool::SpoolError) -> Self {
+        match error {
+            crate::spool::SpoolError::QuotaExceeded { quota } => ProxyError::SpoolFull { quota },
+            crate::spool::SpoolError::Io(e) => ProxyError::SpoolIo(e),
+        }
+    }
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::SpoolFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ProxyError::SpoolIo(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadGateway { .. } | ProxyError::StreamNotTaken => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether the client's body may be left partly unread, so that the connection cannot be reused.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge { .. }
+                | ProxyError::ClientBodyTimeout(_)
+                | ProxyError::ClientAborted
+                | ProxyError::SpoolFull { .. }
+                | ProxyError::SpoolIo(_)
+        )
+    }
+
+    /// The response the client gets.
+    pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        let status = self.status();
+        let close = self.closes_connection();
+        let mut response = text_response(status, format!("{self}\n"));
+        let headers = response.headers_mut();
+        headers.insert("x-request-id", request_id.clone());
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// A plain-text response made by the dataplane itself.
+pub fn text_response(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
+    let body = Full::new(text.into()).map_err(|never| match never {}).boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

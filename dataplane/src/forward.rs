@@ -1,0 +1,165 @@
+//! What the upstream sees of the client's request, and what the client sees of the upstream's response.
+//!
+//! Host is preserved; `X-Forwarded-For`, `-Proto`, `-Host` and `X-Request-Id` are added; hop-by-hop headers (RFC 9110
+//! §7.6.1: `Connection` and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`,
+//! `Upgrade`) are removed in both directions. The body's framing is Holdfast's to decide per attempt, so
+//! `Content-Length` is set here from what the spool holds. Every attempt of one request carries the same
+//! `X-Request-Id`; attempts after the first add `X-Holdfast-Attempt: N` so an upstream can recognise a replay.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Uri};
+use std::net::SocketAddr;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const ATTEMPT: HeaderName = HeaderName::from_static("x-holdfast-attempt");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Who sent the request and over what.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    pub scheme: &'static str,
+}
+
+/// The request line and headers sent upstream; cloned for each attempt.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    /// Origin form: path and query only.
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+/// The client's `X-Request-Id`, or a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(REQUEST_ID) {
+        Some(id) if !id.is_empty() && id.len() <= 200 => id.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string()).expect("hex is a valid header value"),
+    }
+}
+
+/// The host the client asked for: `:authority` (HTTP/2, absolute-form) or `Host`.
+pub fn authority(parts: &Parts) -> Option<&str> {
+    parts.uri.authority().map(|a| a.as_str()).or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+}
+
+/// The head to send upstream. `body_len` is the exact body length when known; `None` lets hyper chunk the body.
+pub fn upstream_head(
+    parts: &Parts,
+    client: &ClientInfo,
+    request_id: &HeaderValue,
+    body_len: Option<u64>,
+) -> RequestHead {
+    let mut headers = parts.headers.clone();
+    remove_hop_by_hop(&mut headers);
+    headers.remove(header::EXPECT);
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(len) = body_len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let host = authority(parts).and_then(|h| HeaderValue::from_str(h).ok());
+    if let Some(host) = &host {
+        headers.insert(header::HOST, host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    let client_ip = client.addr.ip().to_string();
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+    headers.insert(REQUEST_ID, request_id.clone());
+    let uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    RequestHead { method: parts.method.clone(), uri, headers }
+}
+
+/// Marks the head as attempt `n` (1-based); the first attempt carries no marker.
+pub fn set_attempt(head: &mut RequestHead, n: u32) {
+    if n > 1 {
+        head.headers.insert(ATTEMPT, HeaderValue::from(n));
+    }
+}
+
+/// Removes the hop-by-hop fields of RFC 9110 §7.6.1, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in
+        [header::CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE]
+    {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(request: http::Request<()>) -> Parts {
+        request.into_parts().0
+    }
+
+    #[test]
+    fn adds_forwarding_headers_and_strips_hop_by_hop_ones() {
+        let p = parts(
+            http::Request::post("/up?x=1")
+                .header("host", "photos.example:8080")
+                .header("connection", "keep-alive, x-secret-hop")
+                .header("x-secret-hop", "1")
+                .header("keep-alive", "timeout=5")
+                .header("transfer-encoding", "chunked")
+                .header("te", "trailers")
+                .header("expect", "100-continue")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("idempotency-key", "abc")
+                .body(())
+                .unwrap(),
+        );
+        let client = ClientInfo { addr: "192.0.2.7:5555".parse().unwrap(), scheme: "http" };
+        let head = upstream_head(&p, &client, &HeaderValue::from_static("rid"), Some(42));
+        let h = &head.headers;
+        for gone in ["connection", "x-secret-hop", "keep-alive", "transfer-encoding", "te", "expect"] {
+            assert!(h.get(gone).is_none(), "{gone} must be removed");
+        }
+        assert_eq!(h["host"], "photos.example:8080");
+        assert_eq!(h["x-forwarded-host"], "photos.example:8080");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-request-id"], "rid");
+        assert_eq!(h["content-length"], "42");
+        assert_eq!(h["idempotency-key"], "abc");
+        assert_eq!(head.uri, "/up?x=1");
+    }
+
+    #[test]
+    fn keeps_a_client_request_id_and_numbers_replays() {
+        let p = parts(http::Request::get("http://h2.example/x").header("x-request-id", "given").body(()).unwrap());
+        let id = request_id(&p.headers);
+        assert_eq!(id, "given");
+        let client = ClientInfo { addr: "127.0.0.1:1".parse().unwrap(), scheme: "https" };
+        let mut head = upstream_head(&p, &client, &id, None);
+        assert_eq!(head.headers["host"], "h2.example", "HTTP/2 :authority becomes Host");
+        assert!(head.headers.get("content-length").is_none());
+        set_attempt(&mut head, 1);
+        assert!(head.headers.get("x-holdfast-attempt").is_none());
+        set_attempt(&mut head, 3);
+        assert_eq!(head.headers["x-holdfast-attempt"], "3");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+}

@@ -1,0 +1,98 @@
+//! The dataplane's Prometheus metrics, served as text on the admin listener's `/metrics`.
+//!
+//! One registry per process, owned here and passed around in an `Arc` (no global registry, so tests running several
+//! dataplanes in one process do not mix their counts). Every label has a bounded set of values.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: u16,
+}
+
+/// Why an attempt was replayed; the variants are the failure classes of [`crate::upstream::FailureKind`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReplayReason {
+    connect_refused,
+    connect_timeout,
+    reset_before_response,
+    send_timeout,
+    read_timeout,
+    stale_connection,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplayLabel {
+    pub reason: ReplayReason,
+}
+
+/// All metrics of one dataplane.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<StatusLabel, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_files: Gauge,
+    pub replays: Family<ReplayLabel, Counter>,
+    pub upstream_wait_seconds: Histogram,
+    pub config_version: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("holdfast");
+        let requests = Family::<StatusLabel, Counter>::default();
+        registry.register("requests", "Client requests answered, by status", requests.clone());
+        let bytes_in = Counter::default();
+        registry.register("request_body_bytes", "Request body bytes received from clients", bytes_in.clone());
+        let bytes_out = Counter::default();
+        registry.register("response_body_bytes", "Response body bytes sent to clients", bytes_out.clone());
+        let spool_bytes = Gauge::default();
+        registry.register("spool_bytes", "Bytes held in spool files now", spool_bytes.clone());
+        let spool_files = Gauge::default();
+        registry.register("spool_files", "Spool files open now", spool_files.clone());
+        let replays = Family::<ReplayLabel, Counter>::default();
+        registry.register("replays", "Requests sent again after a failed attempt, by failure", replays.clone());
+        // Buckets from 10 ms to about 80 s: waits are for pods to come back, which takes seconds.
+        let upstream_wait_seconds = Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0]);
+        registry.register(
+            "upstream_wait_seconds",
+            "Time requests spent waiting for an endpoint that would take them",
+            upstream_wait_seconds.clone(),
+        );
+        let config_version = Gauge::default();
+        registry.register("config_version", "Version of the route snapshot in force (0: none)", config_version.clone());
+        Metrics {
+            registry,
+            requests,
+            bytes_in,
+            bytes_out,
+            spool_bytes,
+            spool_files,
+            replays,
+            upstream_wait_seconds,
+            config_version,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,72 @@
+//! Reading the client's request body into a spool or a stream, under the body limits.
+//!
+//! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies and `clientBodyTimeout` are
+//! enforced once for every mode. On any failure the sink is aborted, which fails every upstream attempt reading
+//! from it: an upstream never sees a body that looks complete when the client's was not.
+
+use crate::error::ProxyError;
+use crate::metrics::Metrics;
+use crate::spool::Spool;
+use crate::upstream::BodyItem;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Limits on a client's body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// 0 means unlimited.
+    pub max_bytes: u64,
+    /// Longest gap between two reads.
+    pub idle: Duration,
+}
+
+/// Where the body goes.
+pub enum Sink {
+    Spool(Arc<Spool>),
+    Stream(mpsc::Sender<BodyItem>),
+}
+
+/// Reads the whole body into the sink; returns its length.
+pub async fn receive(body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
+    let result = copy(body, sink, limits, metrics).await;
+    match (&result, sink) {
+        (Ok(_), Sink::Spool(spool)) => spool.finish(),
+        (Ok(_), Sink::Stream(tx)) => {
+            let _ = tx.send(BodyItem::End).await;
+        }
+        (Err(_), Sink::Spool(spool)) => spool.abort(),
+        (Err(_), Sink::Stream(tx)) => {
+            let _ = tx.try_send(BodyItem::Abort);
+        }
+    }
+    result
+}
+
+async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
+    let mut total: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+            Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
+            Ok(None) => return Ok(total),
+            Ok(Some(Err(error))) => {
+                tracing::debug!(%error, "client body failed");
+                return Err(ProxyError::ClientAborted);
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers are not forwarded: the upstream body is re-framed by Holdfast.
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len() as u64;
+        metrics.bytes_in.inc_by(data.len() as u64);
+        if limits.max_bytes > 0 && total > limits.max_bytes {
+            return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
+        }
+        match sink {
+            Sink::Spool(spool) => spool.append(&data)?,
+            Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Delivering a request to its backend: choosing endpoints, replaying after failures, waiting for an endpoint.
+//!
+//! An attempt that fails before any byte of the response came back is replayed with exactly the same bytes on the
+//! next endpoint that may take it. When none may (nothing ready, or every endpoint backing off after failures), the
+//! request waits for whichever comes first: a new snapshot (a watch notification, not polling) or the end of the
+//! earliest backoff. It gives up after `upstreamWaitTimeout` in total or `maxAttempts` deliveries that reached an
+//! upstream, with 503, or 504 when the last failure was a timeout. Refused connections deliver nothing, so they count
+//! against the wait, not the attempts.
+
+use crate::balance::Pick;
+use crate::error::ProxyError;
+use crate::forward::{set_attempt, RequestHead};
+use crate::metrics::ReplayLabel;
+use crate::upstream::{attempt, Answer, BodySource, Delivery, Failure, FailureKind};
+use crate::Dataplane;
+use holdfast_snapshot::Policy;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Delivers the request to an endpoint of `backend` and returns the first response head that came back.
+pub async fn deliver(
+    dp: &Dataplane,
+    backend: &str,
+    head: &RequestHead,
+    body: &BodySource,
+    policy: &Policy,
+) -> Result<Answer, ProxyError> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(policy.replay.upstream_wait_timeout_ms);
+    let mut snapshots = dp.config.subscribe();
+    let mut reached: u32 = 0;
+    let mut waited = Duration::ZERO;
+    let mut last: Option<Failure> = None;
+    loop {
+        let active = snapshots.borrow_and_update().clone();
+        let pick = active.backends.get(backend).map_or(Pick::NoCandidate, |b| dp.health.pick(b));
+        let wake_at = match pick {
+            Pick::Endpoint(addr, _in_flight) => {
+                let mut head = head.clone();
+                set_attempt(&mut head, reached + 1);
+                let delivery = Delivery { head: &head, body, timeouts: &policy.timeouts };
+                let failure = match attempt(&dp.pool, addr, &delivery).await {
+                    Ok(answer) => {
+                        dp.health.record_success(addr);
+                        dp.metrics.upstream_wait_seconds.observe(waited.as_secs_f64());
+                        return Ok(answer);
+                    }
+                    Err(failure) => failure,
+                };
+                tracing::info!(%addr, backend, %failure, "upstream attempt failed");
+                if failure.blames_endpoint() {
+                    dp.health.record_failure(addr);
+                }
+                if failure.reached_upstream() {
+                    reached += 1;
+                }
+                check_replayable(backend, &failure, body, policy, reached, started)?;
+                if let Some(reason) = failure.replay_reason() {
+                    dp.metrics.replays.get_or_create(&ReplayLabel { reason }).inc();
+                }
+                last = Some(failure);
+                if Instant::now() >= deadline {
+                    return Err(give_up(backend, started, reached, last));
+                }
+                continue;
+            }
+            Pick::RetryAt(at) => at.min(deadline),
+            Pick::NoCandidate => deadline,
+        };
+        if Instant::now() >= deadline {
+            return Err(give_up(backend, started, reached, last));
+        }
+        let wait_started = Instant::now();
+        tokio::select! {
+            _ = snapshots.changed() => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+        waited += wait_started.elapsed();
+    }
+}
+
+/// Refuses to go on when the failure or the body forbids another delivery.
+fn check_replayable(
+    backend: &str,
+    failure: &Failure,
+    body: &BodySource,
+    policy: &Policy,
+    reached: u32,
+    started: Instant,
+) -> Result<(), ProxyError> {
+    let allowed_by_policy = match failure.kind {
+        FailureKind::ConnectRefused => true,
+        FailureKind::ConnectTimeout | FailureKind::SendTimeout | FailureKind::ReadTimeout => policy.replay.on_timeout,
+        FailureKind::ResetBeforeResponse => policy.replay.on_reset,
+        FailureKind::ClientBodyAborted => return Err(ProxyError::ClientAborted),
+        FailureKind::Protocol => false,
+    };
+    if !allowed_by_policy || !body.can_replay() {
+        let last = failure.clone();
+        return Err(if failure.is_timeout() {
+            ProxyError::GatewayTimeout { backend: backend.to_string(), attempts: reached, last }
+        } else {
+            ProxyError::BadGateway { backend: backend.to_string(), last }
+        });
+    }
+    if reached >= policy.replay.max_attempts {
+        return Err(exhausted(backend, reached, failure.clone(), started.elapsed()));
+    }
+    Ok(())
+}
+
+fn give_up(backend: &str, started: Instant, attempts: u32, last: Option<Failure>) -> ProxyError {
+    match last {
+        Some(last) => exhausted(backend, attempts, last, started.elapsed()),
+        None => ProxyError::Unavailable { backend: backend.to_string(), waited: started.elapsed(), attempts, last },
+    }
+}
+
+fn exhausted(backend: &str, attempts: u32, last: Failure, waited: Duration) -> ProxyError {
+    if last.is_timeout() {
+        ProxyError::GatewayTimeout { backend: backend.to_string(), attempts, last }
+    } else {
+        ProxyError::Unavailable { backend: backend.to_string(), waited, attempts, last: Some(last) }
+    }
+}

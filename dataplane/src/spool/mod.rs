@@ -1,0 +1,209 @@
+//! The spool: where a request body is held until an upstream has answered, so that it can be sent again.
+//!
+//! A body lives in memory up to the policy's memory buffer, then in an already-unlinked file under `--spool-dir`
+//! (`tempfile::tempfile_in`, which uses `O_TMPFILE` on Linux): a crash of the dataplane leaves nothing behind, and
+//! dropping the [`Spool`] frees the disk space. Bytes on disk count against one [`SpoolQuota`] shared by all requests.
+//!
+//! One writer (the task reading the client's body) appends; any number of [`SpoolReader`]s read from offset 0 and
+//! follow the writer live (Tee mode replays from the spool and then continues with bytes still arriving). Readers
+//! learn about progress through a `watch` channel, never by polling.
+//!
+//! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
+//! page cache in 64 KiB batches, cheaper than a thread hop per chunk.
+
+mod quota;
+mod reader;
+
+pub use quota::SpoolQuota;
+pub use reader::{ReadError, SpoolReader};
+
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Why a spool stopped taking bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("the spool quota of {quota} bytes is used up")]
+    QuotaExceeded { quota: u64 },
+    #[error("spool file I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How far the writer has got; readers wait on changes of this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// `len` bytes are readable and more may come.
+    Open { len: u64 },
+    /// The body is complete at `len` bytes.
+    Complete { len: u64 },
+    /// The client's body ended early or was refused: readers must fail, so the upstream never sees a body that
+    /// looks complete.
+    Aborted,
+}
+
+/// Where the spool directory is and how much of it requests may use together.
+#[derive(Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub quota: Arc<SpoolQuota>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A request body held for replay. Cheap to share: clone the `Arc`.
+pub struct Spool {
+    inner: Mutex<Inner>,
+    progress: watch::Sender<Progress>,
+    config: SpoolConfig,
+    memory_limit: usize,
+}
+
+struct Inner {
+    /// Whole body while in memory; afterwards the tail not yet written to `file`.
+    pending: BytesMut,
+    file: Option<Arc<File>>,
+    file_len: u64,
+    /// Quota bytes held by this spool; released on drop.
+    reserved: u64,
+}
+
+impl Spool {
+    /// A new empty spool. `expected_len`, when the client declared a Content-Length, reserves the quota up front so
+    /// that a body that cannot fit is refused before a byte of it is read.
+    pub fn new(config: SpoolConfig, memory_limit: u64, expected_len: Option<u64>) -> Result<Arc<Self>, SpoolError> {
+        let memory_limit = usize::try_from(memory_limit).unwrap_or(usize::MAX);
+        let mut reserved = 0;
+        if let Some(len) = expected_len.filter(|&len| len > memory_limit as u64) {
+            config.quota.reserve(len)?;
+            reserved = len;
+        }
+        let (progress, _) = watch::channel(Progress::Open { len: 0 });
+        let inner = Inner { pending: BytesMut::new(), file: None, file_len: 0, reserved };
+        Ok(Arc::new(Spool { inner: Mutex::new(inner), progress, config, memory_limit }))
+    }
+
+    /// Appends bytes from the client. Readers see them at once.
+    pub fn append(&self, data: &[u8]) -> Result<(), SpoolError> {
+        let mut inner = self.lock();
+        if inner.file.is_none() && inner.pending.len() + data.len() > self.memory_limit {
+            self.spill(&mut inner)?;
+        }
+        inner.pending.extend_from_slice(data);
+        if inner.file.is_some() && inner.pending.len() >= WRITE_BATCH {
+            self.flush(&mut inner)?;
+        }
+        let len = inner.file_len + inner.pending.len() as u64;
+        drop(inner);
+        self.progress.send_replace(Progress::Open { len });
+        Ok(())
+    }
+
+    /// Marks the body complete. The tail stays in memory: it is at most one batch.
+    pub fn finish(&self) {
+        let len = self.len();
+        self.progress.send_replace(Progress::Complete { len });
+    }
+
+    /// Marks the body as never going to complete; readers fail.
+    pub fn abort(&self) {
+        self.progress.send_replace(Progress::Aborted);
+    }
+
+    /// Bytes held so far.
+    pub fn len(&self) -> u64 {
+        let inner = self.lock();
+        inner.file_len + inner.pending.len() as u64
+    }
+
+    /// True while nothing has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether any of the body went to disk.
+    pub fn on_disk(&self) -> bool {
+        self.lock().file.is_some()
+    }
+
+    /// A reader from offset 0.
+    pub fn reader(self: &Arc<Self>) -> SpoolReader {
+        SpoolReader::new(self.clone())
+    }
+
+    /// Copies up to `max` bytes at `offset`, or an empty buffer when nothing is there yet. A read never straddles
+    /// the file and the in-memory tail.
+    fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
+        let inner = self.lock();
+        if offset < inner.file_len {
+            let file = inner.file.clone().expect("file_len > 0 implies a file");
+            let available = usize::try_from(inner.file_len - offset).unwrap_or(usize::MAX);
+            drop(inner);
+            let mut buf = vec![0; max.min(available)];
+            file.read_exact_at(&mut buf, offset)?;
+            return Ok(Bytes::from(buf));
+        }
+        let start = usize::try_from(offset - inner.file_len).unwrap_or(usize::MAX);
+        if start >= inner.pending.len() {
+            return Ok(Bytes::new());
+        }
+        let end = inner.pending.len().min(start + max);
+        Ok(Bytes::copy_from_slice(&inner.pending[start..end]))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Moves the in-memory body to a new unlinked file.
+    fn spill(&self, inner: &mut Inner) -> Result<(), SpoolError> {
+        let file = tempfile::tempfile_in(&self.config.dir)?;
+        inner.file = Some(Arc::new(file));
+        self.config.metrics.spool_files.inc();
+        self.flush(inner)
+    }
+
+    fn flush(&self, inner: &mut Inner) -> Result<(), SpoolError> {
+        let n = inner.pending.len() as u64;
+        let needed = (inner.file_len + n).saturating_sub(inner.reserved);
+        if needed > 0 {
+            self.config.quota.reserve(needed)?;
+            inner.reserved += needed;
+        }
+        let file = inner.file.as_ref().expect("flush is only called with a file");
+        file.write_all_at(&inner.pending, inner.file_len)?;
+        inner.file_len += n;
+        inner.pending.clear();
+        self.config.metrics.spool_bytes.inc_by(n as i64);
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the byte counts inconsistent in a way that matters more
+        // than losing the request, so a poisoned lock is simply taken over.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let inner = self.lock();
+        let (reserved, file_len, had_file) = (inner.reserved, inner.file_len, inner.file.is_some());
+        drop(inner);
+        self.config.quota.release(reserved);
+        self.config.metrics.spool_bytes.dec_by(file_len as i64);
+        if had_file {
+            self.config.metrics.spool_files.dec();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,42 @@
+//! The `--spool-quota`: one byte budget for every spool file of the process.
+//!
+//! Reservations are all-or-nothing, so a request that would not fit is refused (507) without disturbing the bytes
+//! already granted to others.
+
+use super::SpoolError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A byte budget shared by all spools. A limit of 0 means unlimited.
+#[derive(Debug)]
+pub struct SpoolQuota {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl SpoolQuota {
+    pub fn new(limit: u64) -> Self {
+        SpoolQuota { limit, used: AtomicU64::new(0) }
+    }
+
+    /// Takes `bytes` from the budget, or nothing at all.
+    pub fn reserve(&self, bytes: u64) -> Result<(), SpoolError> {
+        let limit = self.limit;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let after = used.checked_add(bytes)?;
+                (limit == 0 || after <= limit).then_some(after)
+            })
+            .map(|_| ())
+            .map_err(|_| SpoolError::QuotaExceeded { quota: limit })
+    }
+
+    /// Gives back bytes taken by [`SpoolQuota::reserve`].
+    pub fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,103 @@
+use super::*;
+use crate::metrics::Metrics;
+
+fn config(dir: &std::path::Path, quota: u64) -> SpoolConfig {
+    SpoolConfig { dir: dir.to_path_buf(), quota: Arc::new(SpoolQuota::new(quota)), metrics: Arc::new(Metrics::new()) }
+}
+
+async fn read_all(mut reader: SpoolReader) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = reader.next_chunk().await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn small_body_stays_in_memory_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 1024, None).unwrap();
+    spool.append(b"hello ").unwrap();
+    spool.append(b"world").unwrap();
+    spool.finish();
+    assert!(!spool.on_disk());
+    assert_eq!(read_all(spool.reader()).await.unwrap(), b"hello world");
+}
+
+#[tokio::test]
+async fn large_body_spills_to_an_unlinked_file_and_frees_quota_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 0);
+    let body = pattern(1_000_003);
+    let spool = Spool::new(cfg.clone(), 4096, None).unwrap();
+    for chunk in body.chunks(7919) {
+        spool.append(chunk).unwrap();
+    }
+    spool.finish();
+    assert!(spool.on_disk());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "spool files are unlinked");
+    assert_eq!(cfg.metrics.spool_files.get(), 1);
+    // Two readers replay the same bytes independently.
+    assert_eq!(read_all(spool.reader()).await.unwrap(), body);
+    assert_eq!(read_all(spool.reader()).await.unwrap(), body);
+    assert!(cfg.quota.used() >= 1_000_003 - 65536);
+    drop(spool);
+    assert_eq!(cfg.quota.used(), 0);
+    assert_eq!(cfg.metrics.spool_files.get(), 0);
+    assert_eq!(cfg.metrics.spool_bytes.get(), 0);
+}
+
+#[tokio::test]
+async fn declared_length_over_quota_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20);
+    let err = Spool::new(cfg.clone(), 1024, Some(2 << 20)).err().expect("over quota");
+    assert!(matches!(err, SpoolError::QuotaExceeded { quota } if quota == 1 << 20));
+    assert_eq!(cfg.quota.used(), 0);
+}
+
+#[tokio::test]
+async fn growing_body_over_quota_fails_without_touching_other_spools() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 300_000);
+    let first = Spool::new(cfg.clone(), 0, Some(200_000)).unwrap();
+    let second = Spool::new(cfg.clone(), 0, None).unwrap();
+    let chunk = pattern(65536);
+    let mut failed = false;
+    for _ in 0..4 {
+        if let Err(err) = second.append(&chunk) {
+            assert!(matches!(err, SpoolError::QuotaExceeded { .. }));
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the second spool must hit the quota");
+    for _ in 0..3 {
+        first.append(&chunk).unwrap();
+    }
+    drop(second);
+    assert_eq!(cfg.quota.used(), 200_000.max(3 * 65536));
+}
+
+#[tokio::test]
+async fn reader_follows_a_live_writer_and_fails_on_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 100, None).unwrap();
+    let reader = tokio::spawn(read_all(spool.reader()));
+    for chunk in pattern(300_000).chunks(10_000) {
+        spool.append(chunk).unwrap();
+        tokio::task::yield_now().await;
+    }
+    spool.finish();
+    assert_eq!(reader.await.unwrap().unwrap(), pattern(300_000));
+
+    let aborted = Spool::new(config(dir.path(), 0), 100, None).unwrap();
+    let reader = tokio::spawn(read_all(aborted.reader()));
+    aborted.append(b"partial").unwrap();
+    aborted.abort();
+    assert!(matches!(reader.await.unwrap(), Err(ReadError::Aborted)));
+}

@@ -1,0 +1,85 @@
+//! One attempt: a connection (pooled or new), the request, and the response head, under the send/read timeouts.
+
+use super::body::{BodySource, UpstreamBody};
+use super::clock::{AttemptClock, Expired};
+use super::failure::{Failure, FailureKind};
+use super::pool::{Connection, Pool};
+use crate::forward::RequestHead;
+use holdfast_snapshot::Timeouts;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything an attempt needs to (re)build its request.
+pub struct Delivery<'a> {
+    /// Method, URI (origin form) and headers, already rewritten for the upstream.
+    pub head: &'a RequestHead,
+    pub body: &'a BodySource,
+    pub timeouts: &'a Timeouts,
+}
+
+/// The result of a successful attempt: the response and the connection to give back once it is read.
+pub struct Answer {
+    pub response: Response<Incoming>,
+    pub connection: Connection,
+}
+
+/// Sends the request to `addr`. A failure on a reused connection before anything came back is retried once on a
+/// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
+pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
+    let streaming = matches!(delivery.body, BodySource::Stream(_));
+    if !streaming {
+        if let Some(conn) = pool.checkout(addr) {
+            match send(conn, delivery).await {
+                Err(failure) if failure.kind == FailureKind::ResetBeforeResponse => {
+                    tracing::debug!(%addr, %failure, "pooled connection failed; retrying on a new one");
+                }
+                other => return other,
+            }
+        }
+    }
+    let conn = pool.connect(addr, ms(delivery.timeouts.upstream_connect_ms)).await?;
+    send(conn, delivery).await
+}
+
+async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
+    let clock = Arc::new(AttemptClock::new(matches!(delivery.body, BodySource::Empty)));
+    let body = delivery
+        .body
+        .open(clock.clone())
+        .ok_or_else(|| Failure::new(FailureKind::ClientBodyAborted, "the streaming body was already consumed"))?;
+    let request = build_request(delivery.head, body);
+    let timeouts = delivery.timeouts;
+    let outcome = tokio::select! {
+        result = conn.sender.send_request(request) => result,
+        expired = clock.expired(ms(timeouts.upstream_send_ms), ms(timeouts.upstream_read_ms)) => {
+            let (kind, limit) = match expired {
+                Expired::Send => (FailureKind::SendTimeout, timeouts.upstream_send_ms),
+                Expired::Read => (FailureKind::ReadTimeout, timeouts.upstream_read_ms),
+            };
+            return Err(Failure::new(kind, format!("{} after {limit} ms", conn.addr)));
+        }
+    };
+    match outcome {
+        Ok(response) => Ok(Answer { response, connection: conn }),
+        Err(_) if clock.was_source_aborted() => {
+            Err(Failure::new(FailureKind::ClientBodyAborted, "the client's body ended early"))
+        }
+        Err(error) if error.is_parse() => Err(Failure::new(FailureKind::Protocol, format!("{}: {error}", conn.addr))),
+        Err(error) => Err(Failure::new(FailureKind::ResetBeforeResponse, format!("{}: {error}", conn.addr))),
+    }
+}
+
+fn build_request(head: &RequestHead, body: UpstreamBody) -> Request<UpstreamBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.headers_mut() = head.headers.clone();
+    request
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}

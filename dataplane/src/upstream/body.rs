@@ -1,0 +1,143 @@
+//! The request body of one upstream attempt.
+//!
+//! Bytes reach hyper through a small channel: for a spooled body a feeder task reads the spool from offset 0 (and
+//! follows it live in Tee mode); for a streaming body the task reading the client writes into the channel itself.
+//! The end of a body is an explicit message. A channel that closes without it, or an abort message, fails the body,
+//! so hyper aborts the upstream connection instead of finishing a body that only looks complete.
+
+use super::clock::AttemptClock;
+use crate::spool::Spool;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// Chunks in flight between the source and hyper.
+const CHANNEL_DEPTH: usize = 4;
+
+/// One message of a body in transit.
+#[derive(Debug)]
+pub enum BodyItem {
+    Data(Bytes),
+    End,
+    Abort,
+}
+
+/// The body did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was aborted before its end")]
+pub struct BodyAborted;
+
+/// Where the bytes of every attempt of one request come from.
+#[derive(Clone)]
+pub enum BodySource {
+    /// The request has no body.
+    Empty,
+    /// A spool, readable by any number of attempts.
+    Spool(Arc<Spool>),
+    /// A live stream that the first attempt takes; later attempts find it gone.
+    Stream(Arc<Mutex<Option<mpsc::Receiver<BodyItem>>>>),
+}
+
+impl BodySource {
+    /// A channel for a streaming body: the sender goes to the client reader.
+    pub fn stream() -> (mpsc::Sender<BodyItem>, BodySource) {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        (tx, BodySource::Stream(Arc::new(Mutex::new(Some(rx)))))
+    }
+
+    /// Whether another attempt can send the same bytes again.
+    pub fn can_replay(&self) -> bool {
+        match self {
+            BodySource::Empty | BodySource::Spool(_) => true,
+            BodySource::Stream(rx) => rx.lock().map(|rx| rx.is_some()).unwrap_or(false),
+        }
+    }
+
+    /// A body for a new attempt, or `None` when a streaming body was already taken.
+    pub fn open(&self, clock: Arc<AttemptClock>) -> Option<UpstreamBody> {
+        let rx = match self {
+            BodySource::Empty => None,
+            BodySource::Spool(spool) => Some(feed_from_spool(spool.clone())),
+            BodySource::Stream(slot) => Some(slot.lock().ok()?.take()?),
+        };
+        Some(UpstreamBody { done: rx.is_none(), rx, clock })
+    }
+}
+
+fn feed_from_spool(spool: Arc<Spool>) -> mpsc::Receiver<BodyItem> {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    tokio::spawn(async move {
+        let mut reader = spool.reader();
+        loop {
+            let item = tokio::select! {
+                chunk = reader.next_chunk() => match chunk {
+                    Ok(Some(data)) => BodyItem::Data(data),
+                    Ok(None) => BodyItem::End,
+                    Err(error) => {
+                        tracing::debug!(%error, "spool replay stopped");
+                        BodyItem::Abort
+                    }
+                },
+                // The attempt is over (it failed, or the response came early): stop reading.
+                _ = tx.closed() => return,
+            };
+            let last = !matches!(item, BodyItem::Data(_));
+            if tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The `http_body::Body` handed to hyper for one attempt.
+pub struct UpstreamBody {
+    rx: Option<mpsc::Receiver<BodyItem>>,
+    done: bool,
+    clock: Arc<AttemptClock>,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyAborted;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        self.clock.asked_for_more();
+        let Some(rx) = self.rx.as_mut() else { return Poll::Ready(None) };
+        match rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(BodyItem::Data(data))) => {
+                self.clock.chunk_handed_over();
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(BodyItem::End)) => {
+                self.done = true;
+                self.clock.body_sent();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(BodyItem::Abort)) | Poll::Ready(None) => {
+                self.done = true;
+                self.clock.source_aborted();
+                Poll::Ready(Some(Err(BodyAborted)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.done {
+            SizeHint::with_exact(0)
+        } else {
+            SizeHint::default()
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What went wrong with one attempt, classified for the replay decision.
+//!
+//! The classification records whether the upstream can have seen the request (`reached`), which is what makes a
+//! retry safe or not, and whether it was a timeout, which decides between 503 and 504 when the request gives up.
+
+use crate::metrics::ReplayReason;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Nothing listens on the address (the pod is gone or not up yet).
+    ConnectRefused,
+    /// The TCP connect did not finish within `upstreamConnectTimeout`.
+    ConnectTimeout,
+    /// The connection was reset or closed before the response head arrived.
+    ResetBeforeResponse,
+    /// The upstream stopped taking body bytes for longer than `upstreamSendTimeout`.
+    SendTimeout,
+    /// The response head did not arrive within `upstreamReadTimeout` after the body was sent.
+    ReadTimeout,
+    /// The upstream answered with something that is not HTTP.
+    Protocol,
+    /// The client's body did not complete; the upstream connection was aborted on purpose.
+    ClientBodyAborted,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, detail: impl fmt::Display) -> Self {
+        Failure { kind, detail: detail.to_string() }
+    }
+
+    /// Whether the upstream may have received (part of) the request.
+    pub fn reached_upstream(&self) -> bool {
+        !matches!(self.kind, FailureKind::ConnectRefused | FailureKind::ConnectTimeout)
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, FailureKind::ConnectTimeout | FailureKind::SendTimeout | FailureKind::ReadTimeout)
+    }
+
+    /// Whether the endpoint itself looks unhealthy (as opposed to slow, or the client being at fault).
+    pub fn blames_endpoint(&self) -> bool {
+        !matches!(self.kind, FailureKind::ClientBodyAborted)
+    }
+
+    /// The metric label for a replay after this failure, if it may be replayed at all.
+    pub fn replay_reason(&self) -> Option<ReplayReason> {
+        Some(match self.kind {
+            FailureKind::ConnectRefused => ReplayReason::connect_refused,
+            FailureKind::ConnectTimeout => ReplayReason::connect_timeout,
+            FailureKind::ResetBeforeResponse => ReplayReason::reset_before_response,
+            FailureKind::SendTimeout => ReplayReason::send_timeout,
+            FailureKind::ReadTimeout => ReplayReason::read_timeout,
+            FailureKind::Protocol | FailureKind::ClientBodyAborted => return None,
+        })
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            FailureKind::ConnectRefused => "connection refused",
+            FailureKind::ConnectTimeout => "connect timed out",
+            FailureKind::ResetBeforeResponse => "connection closed before the response",
+            FailureKind::SendTimeout => "upstream stopped reading the body",
+            FailureKind::ReadTimeout => "no response within the read timeout",
+            FailureKind::Protocol => "invalid response",
+            FailureKind::ClientBodyAborted => "client body aborted",
+        };
+        write!(f, "{what} ({})", self.detail)
+    }
+}

@@ -1,0 +1,58 @@
+//! A response body that fails when the upstream goes quiet for longer than the read timeout, so that a client is
+//! never left hanging on an upstream that sent a head and then stopped.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Why the response body ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseBodyError {
+    #[error("upstream response body failed: {0}")]
+    Upstream(#[from] hyper::Error),
+    #[error("upstream sent no response bytes for {0:?}")]
+    Idle(Duration),
+}
+
+pub struct IdleTimeoutBody {
+    inner: Incoming,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl IdleTimeoutBody {
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
+        IdleTimeoutBody { inner, idle, timer: Box::pin(tokio::time::sleep(idle)) }
+    }
+}
+
+impl Body for IdleTimeoutBody {
+    type Data = Bytes;
+    type Error = ResponseBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            let deadline = Instant::now() + self.idle;
+            self.timer.as_mut().reset(deadline);
+            return Poll::Ready(frame.map(|f| f.map_err(ResponseBodyError::from)));
+        }
+        ready!(self.timer.as_mut().poll(cx));
+        Poll::Ready(Some(Err(ResponseBodyError::Idle(self.idle))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

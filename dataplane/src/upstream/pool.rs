@@ -1,0 +1,99 @@
+//! Upstream HTTP/1.1 connections, kept alive between requests.
+//!
+//! An idle connection is reused only while younger than the idle timeout, which must stay below the upstreams' own
+//! keep-alive timeouts (Node's is 5 s) so that Holdfast rarely writes into a connection the upstream is closing. When
+//! that still happens the attempt layer sees a failure on a reused connection and retries on a fresh one.
+
+use super::body::UpstreamBody;
+use super::failure::{Failure, FailureKind};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Idle connections kept per endpoint; more than this are closed when released.
+const MAX_IDLE_PER_ENDPOINT: usize = 64;
+
+pub struct Connection {
+    pub sender: http1::SendRequest<UpstreamBody>,
+    pub addr: SocketAddr,
+    /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
+    pub reused: bool,
+}
+
+struct Idle {
+    sender: http1::SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Pool { idle: Mutex::new(HashMap::new()), idle_timeout })
+    }
+
+    /// A pooled connection to `addr` that is still open and young enough.
+    pub fn checkout(&self, addr: SocketAddr) -> Option<Connection> {
+        let mut idle = self.lock();
+        let conns = idle.get_mut(&addr)?;
+        while let Some(conn) = conns.pop() {
+            if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
+                return Some(Connection { sender: conn.sender, addr, reused: true });
+            }
+        }
+        None
+    }
+
+    /// A new connection, within `timeout`.
+    pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<Connection, Failure> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(Failure::new(FailureKind::ConnectTimeout, format!("{addr} after {timeout:?}"))),
+            Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
+                return Err(Failure::new(FailureKind::ConnectRefused, addr))
+            }
+            // Unreachable networks and the like are treated as refusals: nothing was sent.
+            Ok(Err(e)) => return Err(Failure::new(FailureKind::ConnectRefused, format!("{addr}: {e}"))),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, %addr, "upstream connection ended");
+            }
+        });
+        Ok(Connection { sender, addr, reused: false })
+    }
+
+    /// Puts a connection back once its response has been read to the end; a connection whose response is abandoned
+    /// closes instead.
+    pub fn release(self: &Arc<Self>, mut conn: Connection) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if conn.sender.ready().await.is_ok() {
+                let mut idle = pool.lock();
+                let conns = idle.entry(conn.addr).or_default();
+                conns.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
+                if conns.len() < MAX_IDLE_PER_ENDPOINT {
+                    conns.push(Idle { sender: conn.sender, since: Instant::now() });
+                }
+            }
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
