@@ -224,6 +224,10 @@ if ((HF_OK)); then log "dataplane proxies GET"; else
   alive "$HF_PID" || log "dataplane exited; last log lines: $(tail -5 "$TMP/dataplane.log")"
 fi
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD1=${LOAD_START%% *}
+awk "BEGIN { exit !($LOAD1 > 0.5) }" && log "warning: 1-min load average is $LOAD1 before measuring: the machine is not idle"
+
 # CPU seconds used per phase, per process group, for hints when a target fails.
 declare -A CPU
 cpu_mark() { # phase suffix
@@ -296,7 +300,15 @@ for trial in $(seq "$TRIALS"); do
   for t in "${UPLOAD_TARGETS[@]}"; do upload "$t" "${UPLOAD_URL[$t]}" "$trial"; done
 done
 cpu_mark up1
-rm -f "$TMP/upload.bin"
+# Real clients send `Expect: 100-continue` with large bodies (curl waits up to 1 s for the 100): check once each.
+declare -A EXPECT_SECS
+head -c $((8 * 1024 * 1024)) "$TMP/upload.bin" >"$TMP/expect.bin"
+for t in nginx hf_buffered; do
+  [[ $t == hf_buffered ]] && ! ((HF_OK)) && continue
+  EXPECT_SECS[$t]=$(timeout 30 curl -sS --max-time 20 -o /dev/null -w '%{http_code} in %{time_total}s' \
+    -T "$TMP/expect.bin" "${UPLOAD_URL[$t]}" 2>&1 || true)
+done
+rm -f "$TMP/upload.bin" "$TMP/expect.bin"
 declare -A UP_MED UP_MBS
 for t in direct nginx hf_buffered hf_tee; do
   # shellcheck disable=SC2086 # word splitting of the recorded times is intended
@@ -375,6 +387,7 @@ RSS_RATIO=$(ratio "$HF_PEAK_MB" "$NG_PEAK_MB")
 
 echo
 echo "== Holdfast dataplane vs nginx $(nginx -v 2>&1 | sed 's/.*\///'): loopback, one upstream, one run =="
+echo "load average: at start of measurements $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 echo "machine: $NPROC cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r); \
 wrk ${WRK_ARGS[*]} x $WRK_ROUNDS rounds; uploads ${UPLOAD_MIB} MiB x $TRIALS; $SLOW_CONNS slow uploads"
 ((HF_OK)) || echo "DATAPLANE NOT MEASURED: $HF_WHY"
@@ -401,6 +414,9 @@ done
 for t in direct nginx hf_buffered hf_tee; do
   printf '  upload %-12s seconds per trial: %-30s failed trials: %s\n' "$t" "${UP_TIMES[$t]:--}" "${UP_FAILS[$t]:-0}"
 done
+for t in nginx hf_buffered; do
+  [[ -n ${EXPECT_SECS[$t]:-} ]] && printf '  8 MiB upload with Expect: 100-continue, %-12s %s\n' "$t" "${EXPECT_SECS[$t]}"
+done
 for t in nginx holdfast; do
   [[ -n ${SLOW_DONE[$t]:-} ]] || continue
   printf '  slow %-8s RSS before %s MiB, max sampled %s MiB, peak (VmHWM) %s MiB, 2 s after close %s MiB\n' "$t" \
@@ -420,6 +436,13 @@ for t in nginx holdfast; do
   printf '  CPU per small GET, %-8s %s us\n' "$t" "$(calc "$(cpu_delta get0 get1 $who) * 1e6 / ${REQS[$t]}" 1)"
 done
 ((HF_OK)) && { alive "$HF_PID" && echo "  dataplane still alive at the end" || echo "  DATAPLANE DIED during the run"; }
-((HF_OK)) && printf '  dataplane log lines with error/panic: %s\n' "$(grep -ciE 'error|panic' "$TMP/dataplane.log" || true)"
+if ((HF_OK)); then
+  sed 's/\x1b\[[0-9;]*m//g' "$TMP/dataplane.log" >"$TMP/dataplane.plain.log"
+  printf '  dataplane log: %s ERROR lines, %s WARN lines, %s panics; most frequent WARN/ERROR messages:\n' \
+    "$(grep -c ' ERROR ' "$TMP/dataplane.plain.log" || true)" "$(grep -c ' WARN ' "$TMP/dataplane.plain.log" || true)" \
+    "$(grep -c 'panicked' "$TMP/dataplane.plain.log" || true)"
+  grep -E ' (WARN|ERROR) ' "$TMP/dataplane.plain.log" | sed -E 's/^[^ ]+ +//; s/ request_id=[^ ]+//; s/ path=[^ ]+//' |
+    sort | uniq -c | sort -rn | head -5 | cut -c1-200 | sed 's/^/    /'
+fi
 echo
 exit 0

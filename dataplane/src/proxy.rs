@@ -79,7 +79,7 @@ async fn proxy(
             }
         }
     };
-    Ok(into_client_response(dp, answer, policy))
+    Ok(into_client_response(dp, answer, policy, request_id))
 }
 
 fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
@@ -143,12 +143,19 @@ async fn receive_while_delivering(
 }
 
 /// The upstream's response for the client: hop-by-hop headers removed, the body under the read timeout, and the
-/// connection returned to the pool once the body has been read.
-fn into_client_response(dp: &Dataplane, answer: Answer, policy: &Policy) -> Response<ProxyBody> {
+/// connection returned to the pool once the body has been read. The response carries the request's `X-Request-Id`.
+fn into_client_response(
+    dp: &Dataplane,
+    answer: Answer,
+    policy: &Policy,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
     let Answer { response, connection } = answer;
     dp.pool.release(connection);
     let (mut parts, body) = response.into_parts();
     forward::remove_hop_by_hop(&mut parts.headers);
+    // The client can quote the same id the upstream logged, on every attempt.
+    parts.headers.entry(forward::REQUEST_ID).or_insert_with(|| request_id.clone());
     let bytes_out = dp.metrics.bytes_out.clone();
     let body = IdleTimeoutBody::new(body, Duration::from_millis(policy.timeouts.upstream_read_ms))
         .map_frame(move |frame| {

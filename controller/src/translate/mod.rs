@@ -80,3 +80,6 @@ fn check_tls(index: &Index, key: &crate::index::ObjectKey, ingress: &crate::inde
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

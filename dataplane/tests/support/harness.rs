@@ -1,0 +1,154 @@
+//! A dataplane to test against: in-process on 127.0.0.1:0, or the real binary.
+
+use holdfast_dataplane::server::ServeOptions;
+use holdfast_dataplane::{admin, server, Dataplane, Settings};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Harness {
+    pub dp: Arc<Dataplane>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub spool: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+}
+
+impl Harness {
+    /// A dataplane with `snapshot` in force (if given) and a spool quota (0: unlimited).
+    pub async fn start(snapshot: Option<&str>, quota: u64) -> Self {
+        let spool = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            spool_dir: spool.path().to_path_buf(),
+            spool_quota: quota,
+            upstream_idle_timeout: Duration::from_secs(4),
+        };
+        let dp = Dataplane::new(&settings);
+        if let Some(json) = snapshot {
+            dp.apply(&holdfast_snapshot::Snapshot::from_json(json.as_bytes()).unwrap()).unwrap();
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
+        let (stop, rx) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let options = ServeOptions { header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(5) };
+        tokio::spawn(server::serve(listener, dp.clone(), options, wait(rx.clone())));
+        tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
+        Harness { dp, addr, admin, spool, stop }
+    }
+
+    /// Asserts that no request holds a spool file any more and that nothing is left in the spool directory.
+    pub async fn assert_spool_clean(&self) {
+        // Spools are dropped when their request's tasks finish, which may be a moment after the response.
+        for _ in 0..100 {
+            if self.dp.metrics.spool_files.get() == 0 && self.dp.spool.quota.used() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.dp.metrics.spool_files.get(), 0, "spool files still open");
+        assert_eq!(self.dp.metrics.spool_bytes.get(), 0, "spool bytes still held");
+        assert_eq!(self.dp.spool.quota.used(), 0, "spool quota still reserved");
+        assert_dir_empty(self.spool.path());
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+pub fn assert_dir_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "spool directory not empty: {left:?}");
+}
+
+/// A snapshot routing everything to one backend with the given endpoints and policy JSON.
+pub fn snapshot(version: u64, endpoints: &[SocketAddr], policy: &str) -> String {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|a| format!(r#"{{"address":"{}","port":{}}}"#, a.ip(), a.port()))
+        .collect();
+    format!(
+        r#"{{"version":{version},"hosts":[{{"host":"","paths":[{{"path":"/","pathType":"Prefix","backend":"b","policy":"p"}}]}}],
+            "backends":{{"b":{{"endpoints":[{}]}}}},"policies":{{"p":{policy}}}}}"#,
+        endpoints.join(",")
+    )
+}
+
+/// PUTs a snapshot to the admin listener; returns the status and body.
+pub async fn push(admin: SocketAddr, json: &str) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let request = format!(
+        "PUT /config HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, _, body) = super::client::read_response(&mut stream).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GETs a path on a listener; returns the status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: upload.test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, _, body) = super::client::read_response(&mut stream).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The real `holdfast-dataplane` binary.
+pub struct DataplaneProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl DataplaneProcess {
+    /// Starts the binary on ports of its own choosing with a snapshot file, and reads the bound addresses from its
+    /// start-up log line (no port is picked by the test, so none can be raced).
+    pub async fn start(spool_dir: &Path, snapshot_file: &Path, extra: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdfast-dataplane"))
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--spool-dir"])
+            .arg(spool_dir)
+            .arg("--config-file")
+            .arg(snapshot_file)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start holdfast-dataplane");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (addr, admin) = loop {
+            let line = lines.next_line().await.unwrap().expect("holdfast-dataplane exited before starting");
+            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let fields = &log["fields"];
+            if fields["message"] == "holdfast dataplane started" {
+                let parse = |key: &str| fields[key].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                break (parse("listen"), parse("admin"));
+            }
+        };
+        // Keep reading the log so the pipe never fills; echo it for failing tests.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[dataplane] {line}");
+            }
+        });
+        DataplaneProcess { child, addr, admin }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}

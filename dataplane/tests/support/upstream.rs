@@ -1,0 +1,78 @@
+//! `holdfast-hash-upstream` as a real child process.
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+pub struct UpstreamProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Bytes of the body being received now, from the process's `progress` lines.
+    progress: watch::Receiver<u64>,
+    deliveries: PathBuf,
+    extra: Vec<String>,
+}
+
+impl UpstreamProcess {
+    /// Starts an upstream on `addr` (port 0 for any), appending complete deliveries to `deliveries`.
+    pub async fn start(addr: &str, deliveries: &Path, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast-hash-upstream"))
+            .args(["--listen", addr, "--progress", "--deliveries"])
+            .arg(deliveries)
+            .args(&extra)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start holdfast-hash-upstream");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().expect("upstream printed nothing");
+        let addr: SocketAddr = first.strip_prefix("listening ").expect("listening line").parse().unwrap();
+        let (tx, progress) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(n) = line.strip_prefix("progress ") {
+                    tx.send_replace(n.parse().unwrap_or(0));
+                }
+            }
+        });
+        UpstreamProcess { child, addr, progress, deliveries: deliveries.to_path_buf(), extra }
+    }
+
+    /// Waits until the body being received has reached `bytes`.
+    pub async fn wait_for_progress(&mut self, bytes: u64) {
+        self.progress.wait_for(|&n| n >= bytes).await.expect("upstream exited before the expected progress");
+    }
+
+    /// SIGKILL, as the kubelet does to a pod past its grace period or the OOM killer does.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL the upstream");
+        self.child.wait().await.expect("reap the upstream");
+    }
+
+    /// A new process on the same address, as a restarted pod with a stable IP.
+    pub async fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let again = UpstreamProcess::start(&self.addr.to_string(), &self.deliveries, &extra).await;
+        *self = again;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+/// The complete bodies recorded in a deliveries file.
+pub fn deliveries(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON delivery line"))
+        .collect()
+}
