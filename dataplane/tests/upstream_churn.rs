@@ -39,7 +39,9 @@ async fn killed_mid_delivery(mode: &str, percent: u64) {
 
 fn header(head: &str, name: &str) -> String {
     head.lines()
-        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_default()
 }
 

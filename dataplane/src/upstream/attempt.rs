@@ -46,9 +46,11 @@ pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>
 
 async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
     let clock = Arc::new(AttemptClock::new(matches!(delivery.body, BodySource::Empty)));
+    let declared = delivery.head.headers.get(http::header::CONTENT_LENGTH);
+    let len = declared.and_then(|v| v.to_str().ok()?.parse().ok());
     let body = delivery
         .body
-        .open(clock.clone())
+        .open(clock.clone(), len)
         .ok_or_else(|| Failure::new(FailureKind::ClientBodyAborted, "the streaming body was already consumed"))?;
     let request = build_request(delivery.head, body);
     let timeouts = delivery.timeouts;

@@ -57,13 +57,15 @@ impl BodySource {
     }
 
     /// A body for a new attempt, or `None` when a streaming body was already taken.
-    pub fn open(&self, clock: Arc<AttemptClock>) -> Option<UpstreamBody> {
+    /// `len` is the Content-Length sent upstream, if any: hyper stops polling a body once that many bytes went out,
+    /// so the body must notice its own end to start the read timeout.
+    pub fn open(&self, clock: Arc<AttemptClock>, len: Option<u64>) -> Option<UpstreamBody> {
         let rx = match self {
             BodySource::Empty => None,
             BodySource::Spool(spool) => Some(feed_from_spool(spool.clone())),
             BodySource::Stream(slot) => Some(slot.lock().ok()?.take()?),
         };
-        Some(UpstreamBody { done: rx.is_none(), rx, clock })
+        Some(UpstreamBody { done: rx.is_none() || len == Some(0), rx, clock, remaining: len })
     }
 }
 
@@ -98,6 +100,8 @@ pub struct UpstreamBody {
     rx: Option<mpsc::Receiver<BodyItem>>,
     done: bool,
     clock: Arc<AttemptClock>,
+    /// Bytes still due when the length is declared.
+    remaining: Option<u64>,
 }
 
 impl Body for UpstreamBody {
@@ -113,7 +117,14 @@ impl Body for UpstreamBody {
         match rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(BodyItem::Data(data))) => {
-                self.clock.chunk_handed_over();
+                let remaining = self.remaining.map(|r| r.saturating_sub(data.len() as u64));
+                self.remaining = remaining;
+                if remaining == Some(0) {
+                    self.done = true;
+                    self.clock.body_sent();
+                } else {
+                    self.clock.chunk_handed_over();
+                }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(Some(BodyItem::End)) => {

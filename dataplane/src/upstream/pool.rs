@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// Idle connections kept per endpoint; more than this are closed when released.
@@ -24,11 +25,24 @@ pub struct Connection {
     pub addr: SocketAddr,
     /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
     pub reused: bool,
+    task: AbortOnDrop,
+}
+
+/// Ends the connection's task when the connection is dropped instead of pooled. Without it, an abandoned attempt
+/// (timed out, or its client gone) would keep writing the body to an upstream that may then see it complete, and
+/// keep the spool alive for as long as the upstream holds the socket open.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct Idle {
     sender: http1::SendRequest<UpstreamBody>,
     since: Instant,
+    task: AbortOnDrop,
 }
 
 pub struct Pool {
@@ -47,7 +61,7 @@ impl Pool {
         let conns = idle.get_mut(&addr)?;
         while let Some(conn) = conns.pop() {
             if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
-                return Some(Connection { sender: conn.sender, addr, reused: true });
+                return Some(Connection { sender: conn.sender, addr, reused: true, task: conn.task });
             }
         }
         None
@@ -69,12 +83,12 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}")))?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%error, %addr, "upstream connection ended");
             }
         });
-        Ok(Connection { sender, addr, reused: false })
+        Ok(Connection { sender, addr, reused: false, task: AbortOnDrop(task.abort_handle()) })
     }
 
     /// Puts a connection back once its response has been read to the end; a connection whose response is abandoned
@@ -87,7 +101,7 @@ impl Pool {
                 let conns = idle.entry(conn.addr).or_default();
                 conns.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
                 if conns.len() < MAX_IDLE_PER_ENDPOINT {
-                    conns.push(Idle { sender: conn.sender, since: Instant::now() });
+                    conns.push(Idle { sender: conn.sender, since: Instant::now(), task: conn.task });
                 }
             }
         });

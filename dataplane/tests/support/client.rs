@@ -38,7 +38,8 @@ pub struct UploadResult {
 
 impl UploadResult {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -70,7 +71,7 @@ pub async fn upload(addr: SocketAddr, upload: Upload) -> std::io::Result<UploadR
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
     let spec = upload.clone();
-    let sending = tokio::spawn(async move {
+    let mut sending = tokio::spawn(async move {
         let mut head = format!("POST {} HTTP/1.1\r\nHost: upload.test\r\n", spec.path);
         if spec.chunked {
             head.push_str("Transfer-Encoding: chunked\r\n");
@@ -114,14 +115,13 @@ pub async fn upload(addr: SocketAddr, upload: Upload) -> std::io::Result<UploadR
         Ok::<_, std::io::Error>((hex(&hasher.finalize()), writer))
     });
     let response = read_response(&mut reader).await;
-    let sent_sha256 = if sending.is_finished() {
-        match sending.await {
-            Ok(Ok((sha, _writer))) => sha,
-            _ => String::new(),
+    // The writer may still be finishing when an answer to a complete body arrives; an early answer leaves it stuck.
+    let sent_sha256 = match tokio::time::timeout(Duration::from_secs(1), &mut sending).await {
+        Ok(Ok(Ok((sha, _writer)))) => sha,
+        _ => {
+            sending.abort();
+            String::new()
         }
-    } else {
-        sending.abort();
-        String::new()
     };
     let (status, head, body) = response?;
     Ok(UploadResult { status, head, body, sent_sha256, elapsed: started.elapsed() })

@@ -38,7 +38,8 @@ impl Harness {
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let options = ServeOptions { header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(5) };
+        let options =
+            ServeOptions { header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(5) };
         tokio::spawn(server::serve(listener, dp.clone(), options, wait(rx.clone())));
         tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
         Harness { dp, addr, admin, spool, stop }
@@ -73,10 +74,8 @@ pub fn assert_dir_empty(dir: &Path) {
 
 /// A snapshot routing everything to one backend with the given endpoints and policy JSON.
 pub fn snapshot(version: u64, endpoints: &[SocketAddr], policy: &str) -> String {
-    let endpoints: Vec<String> = endpoints
-        .iter()
-        .map(|a| format!(r#"{{"address":"{}","port":{}}}"#, a.ip(), a.port()))
-        .collect();
+    let endpoints: Vec<String> =
+        endpoints.iter().map(|a| format!(r#"{{"address":"{}","port":{}}}"#, a.ip(), a.port())).collect();
     format!(
         r#"{{"version":{version},"hosts":[{{"host":"","paths":[{{"path":"/","pathType":"Prefix","backend":"b","policy":"p"}}]}}],
             "backends":{{"b":{{"endpoints":[{}]}}}},"policies":{{"p":{policy}}}}}"#,

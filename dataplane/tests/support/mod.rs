@@ -1,13 +1,14 @@
 //! Real parts for the dataplane's integration tests: upstream processes that hash what they receive and can be
 //! SIGKILLed, a dataplane on 127.0.0.1:0 (in-process, or the real binary where killing it is the point), and a raw
 //! HTTP/1.1 client that uploads deterministic pseudo-random bytes and hashes them as it sends.
-#![allow(dead_code)]
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod harness;
 pub mod upstream;
 
-pub use client::{upload, Upload, UploadResult};
+pub use client::{upload, Upload};
 pub use harness::{assert_dir_empty, get, push, snapshot, DataplaneProcess, Harness};
 pub use upstream::UpstreamProcess;
 
