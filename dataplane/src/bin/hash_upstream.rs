@@ -1,7 +1,7 @@
 //! `holdfast-hash-upstream`: a real upstream for tests, demos and benchmarks.
 //!
 //! It answers every POST/PUT/PATCH by hashing the body as it arrives and replying with JSON
-//! `{"bytes":N,"sha256":"…","requestId":"…","attempt":N}`; every other method gets a small `ok`. Each body that
+//! `{"bytes":N,"sha256":"…","requestId":"…","attempt":N,"contentLength":N,"chunked":false}`; every other method gets a small `ok`. Each body that
 //! arrived complete is appended as one JSON line to `--deliveries`, so a test can count complete deliveries across
 //! restarts of this process. `--progress` prints `progress BYTES` after every MiB so that a test can kill the process
 //! at a chosen point of a delivery; `--read-rate` slows the reading so that the point can be hit reliably.
@@ -63,6 +63,7 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let (request_id, attempt) = (header("x-request-id"), header("x-holdfast-attempt"));
+    let (content_length, chunked) = (header("content-length"), header("transfer-encoding") == "chunked");
     let attempt: u32 = attempt.parse().unwrap_or(1);
     let mut body = req.into_body();
     let (mut hasher, mut bytes, mut next_report) = (Sha256::new(), 0u64, 1u64 << 20);
@@ -82,7 +83,10 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
         }
     }
     let sha256 = hex(&hasher.finalize());
-    let line = serde_json::json!({"bytes": bytes, "sha256": sha256, "requestId": request_id, "attempt": attempt});
+    let line = serde_json::json!({
+        "bytes": bytes, "sha256": sha256, "requestId": request_id, "attempt": attempt,
+        "contentLength": content_length.parse::<u64>().ok(), "chunked": chunked,
+    });
     if let Some(path) = &args.deliveries {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(file, "{line}")?;
