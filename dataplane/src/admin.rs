@@ -4,7 +4,7 @@
 //!   previous snapshot keeps serving).
 //! - `GET /config`: `{"version": N}`, or `{"version": null}` before the first snapshot (the controller re-pushes when
 //!   the version went back, i.e. the dataplane restarted).
-//! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force.
+//! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force and the process is not draining.
 //! - `GET /metrics`: Prometheus text format.
 
 use crate::error::{text_response, ProxyBody};
@@ -56,6 +56,9 @@ async fn handle(dp: Arc<Dataplane>, request: Request<Incoming>) -> Result<Respon
             json(StatusCode::OK, serde_json::json!({ "version": version }).to_string())
         }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") if dp.drain.is_draining() => {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: draining for shutdown\n")
+        }
         (&Method::GET, "/readyz") => match dp.config.current().version {
             Some(version) => text_response(StatusCode::OK, format!("ready: snapshot version {version}\n")),
             None => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no route snapshot yet\n"),

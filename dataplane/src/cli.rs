@@ -36,6 +36,20 @@ pub struct Args {
     /// On SIGTERM, how long requests in flight (uploads and their replays) may take to complete.
     #[arg(long, env = "HOLDFAST_DRAIN_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// After SIGTERM, how long to keep accepting (with /readyz failing) so that endpoint removal propagates
+    /// before the listeners close.
+    #[arg(long, env = "HOLDFAST_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// After a response sent before the request body was read (413, 507, …), how long to keep reading and
+    /// discarding the client's bytes before closing, so that the client reads the response instead of a reset.
+    #[arg(long, env = "HOLDFAST_LINGERING_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub lingering_timeout: Duration,
+    /// The most bytes discarded during one lingering close.
+    #[arg(long, env = "HOLDFAST_LINGERING_MAX_BYTES", default_value = "256Mi", value_parser = parse_bytes)]
+    pub lingering_max_bytes: u64,
+    /// HTTP/1 connections are closed after this many requests (0: never).
+    #[arg(long, env = "HOLDFAST_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
+    pub max_requests_per_connection: u32,
     /// Log format.
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,6 +4,7 @@
 
 use crate::upstream::Failure;
 use bytes::Bytes;
+use holdfast_snapshot::{ErrorPage, Policy};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use std::time::Duration;
@@ -79,18 +80,39 @@ impl ProxyError {
         )
     }
 
-    /// The response the client gets.
-    pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
+    /// The response the client gets: the route policy's error page for 502, 503 and 504 when it has one (with its
+    /// status rewrite), otherwise a text body that says what happened. 503s carry `Retry-After`.
+    pub fn into_response(self, request_id: &HeaderValue, policy: Option<&Policy>) -> Response<ProxyBody> {
         let status = self.status();
         let close = self.closes_connection();
-        let mut response = text_response(status, format!("{self}\n"));
+        let page = policy.and_then(|p| p.error_pages.get(&status.as_u16()));
+        let mut response = match page {
+            Some(page) => page_response(status, page),
+            None => text_response(status, format!("{self}\n")),
+        };
         let headers = response.headers_mut();
         headers.insert("x-request-id", request_id.clone());
+        let retry_after = policy.map_or(Policy::default().retry_after_seconds, |p| p.retry_after_seconds);
+        if status == StatusCode::SERVICE_UNAVAILABLE && retry_after > 0 {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         if close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
+}
+
+/// A policy's error page, with its status rewrite.
+fn page_response(status: StatusCode, page: &ErrorPage) -> Response<ProxyBody> {
+    let mut response = text_response(status, page.body.clone());
+    if let Some(rewritten) = page.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        *response.status_mut() = rewritten;
+    }
+    if let Ok(content_type) = HeaderValue::from_str(&page.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    }
+    response
 }
 
 /// A plain-text response made by the dataplane itself.

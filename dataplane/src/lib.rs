@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub struct Dataplane {
     pub pool: Arc<upstream::Pool>,
     pub spool: spool::SpoolConfig,
     pub metrics: Arc<metrics::Metrics>,
+    pub drain: Arc<drain::Drain>,
 }
 
 /// Process-wide settings that are not per route.
@@ -54,6 +56,7 @@ impl Dataplane {
             pool: upstream::Pool::new(settings.upstream_idle_timeout),
             spool,
             metrics,
+            drain: Arc::new(drain::Drain::default()),
         })
     }
 

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use holdfast_dataplane::cli::{Args, LogFormat};
-use holdfast_dataplane::server::ServeOptions;
+use holdfast_dataplane::server::{Lingering, ServeOptions};
 use holdfast_dataplane::{admin, server, Dataplane, Settings};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,15 +32,26 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, spool_dir = %args.spool_dir.display(),
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
-        drain_timeout = ?args.drain_timeout, "holdfast dataplane started"
+        drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
+        max_requests_per_connection = args.max_requests_per_connection, "holdfast dataplane started"
     );
-    let shutdown = shutdown_signal()?;
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let mut shutdown = shutdown_signal()?;
+    let options = ServeOptions {
+        header_read_timeout: args.header_read_timeout,
+        drain_timeout: args.drain_timeout,
+        lingering: Lingering { timeout: args.lingering_timeout, max_bytes: args.lingering_max_bytes },
+        max_requests_per_connection: args.max_requests_per_connection,
     };
-    let options = ServeOptions { header_read_timeout: args.header_read_timeout, drain_timeout: args.drain_timeout };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(shutdown.clone())));
-    server::serve(listener, dp, options, wait(shutdown)).await;
+    // The admin listener stays up through the drain: the kubelet must see /readyz fail, and metrics stay readable.
+    let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), std::future::pending()));
+    let (drain, delay) = (dp.drain.clone(), args.shutdown_delay);
+    let stop_accepting = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        drain.start();
+        tracing::info!(?delay, "not ready; listeners close after the shutdown delay");
+        tokio::time::sleep(delay).await;
+    };
+    server::serve(listener, dp, options, stop_accepting).await;
     admin_task.abort();
     tracing::info!("drained; exiting");
     Ok(())

@@ -5,44 +5,60 @@ use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
+use crate::server::ConnState;
 use crate::spool::Spool;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
 use crate::Dataplane;
-use holdfast_snapshot::{BodyMode, Policy};
-use http::{header, HeaderValue, Request, Response};
+use holdfast_snapshot::{BodyMode, ClientAbort, HalfClose, Policy};
+use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Serves one client request. Never fails: every error becomes a response in [`ProxyError::into_response`].
 pub async fn handle(
     dp: Arc<Dataplane>,
     client: ClientInfo,
+    conn: Arc<ConnState>,
+    max_requests: u32,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let request_id = forward::request_id(request.headers());
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    let response = match proxy(&dp, &client, request, &request_id).await {
+    let (method, path, version) = (request.method().clone(), request.uri().path().to_string(), request.version());
+    let served = conn.count_request();
+    let (result, policy) = match find_route(&dp, &request) {
+        Ok(route) => (proxy(&dp, &client, &conn, &route, request, &request_id).await, Some(route.policy.clone())),
+        Err(no_route) => (Err(no_route), None),
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%error, %method, path, request_id = ?request_id, "request failed");
-            error.into_response(&request_id)
+            error.into_response(&request_id, policy.as_deref())
         }
     };
+    let closing = response.headers().get(header::CONNECTION).is_some_and(|v| v == "close");
+    if closing {
+        // The body may be partly unread: close without destroying the response (lingering close).
+        conn.linger_on_close();
+    } else if version <= Version::HTTP_11 && (dp.drain.is_draining() || (max_requests > 0 && served >= max_requests)) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     dp.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status: response.status().as_u16() }).inc();
     Ok(response)
 }
 
 async fn proxy(
-    dp: &Dataplane,
+    dp: &Arc<Dataplane>,
     client: &ClientInfo,
+    conn: &Arc<ConnState>,
+    route: &Arc<Route>,
     request: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // Route in the snapshot in force now; a replay later sees newer endpoints, but the route stays the one chosen.
-    let route = find_route(dp, &request)?;
     let policy = &route.policy;
     // Refuse a declared length over the limit before a byte of the body is read (and before `100 Continue`).
     let declared = request.body().size_hint().exact();
@@ -52,10 +68,10 @@ async fn proxy(
         max_bytes: policy.max_body_size_bytes,
         idle: Duration::from_millis(policy.timeouts.client_body_ms),
     };
-    let forwarded_len = |len| upstream_head(&parts, client, request_id, len);
+    let head_with = |len| forward::upstream_head(&parts, client, request_id, len);
     let answer = if declared == Some(0) {
-        let head = forwarded_len(parts.headers.contains_key(header::CONTENT_LENGTH).then_some(0));
-        deliver(dp, &route.backend, &head, &BodySource::Empty, policy).await?
+        let head = head_with(parts.headers.contains_key(header::CONTENT_LENGTH).then_some(0));
+        delivered(dp, conn, route, head, BodySource::Empty).await.map(|answer| (answer, true))
     } else {
         match policy.mode {
             BodyMode::Buffered => {
@@ -63,37 +79,40 @@ async fn proxy(
                 // slow client, and a chunked body is sent with a Content-Length.
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
                 receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics).await?;
-                let head = forwarded_len(Some(spool.len()));
-                deliver(dp, &route.backend, &head, &BodySource::Spool(spool), policy).await?
+                let head = head_with(Some(spool.len()));
+                delivered(dp, conn, route, head, BodySource::Spool(spool)).await.map(|answer| (answer, true))
             }
             BodyMode::Tee => {
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
                 let sink = Sink::Spool(spool.clone());
-                let head = forwarded_len(declared);
-                receive_while_delivering(dp, &route, body, &sink, limits, &head, &BodySource::Spool(spool)).await?
+                let delivering = delivered(dp, conn, route, head_with(declared), BodySource::Spool(spool));
+                receive_while_delivering(dp, body, &sink, limits, delivering).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
-                let head = forwarded_len(declared);
-                receive_while_delivering(dp, &route, body, &Sink::Stream(tx), limits, &head, &source).await?
+                let delivering = delivered(dp, conn, route, head_with(declared), source);
+                receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering).await
             }
         }
     };
-    Ok(into_client_response(dp, answer, policy, request_id))
+    let (answer, body_complete) = answer?;
+    let mut response = into_client_response(dp, answer, policy, request_id);
+    if !body_complete {
+        // An early response: the rest of the body will not be read, so this connection cannot carry another request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
 
 fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
-    let (parts_host, path) = (request_authority(request), request.uri().path());
-    let host = host_of(parts_host.unwrap_or(""));
+    let authority = request.uri().authority().map(|a| a.as_str());
+    let authority = authority.or_else(|| request.headers().get(header::HOST)?.to_str().ok());
+    let (host, path) = (host_of(authority.unwrap_or("")), request.uri().path());
     dp.config
         .current()
         .routes
         .find(host, path)
         .ok_or_else(|| ProxyError::NoRoute { host: host.to_string(), path: path.to_string() })
-}
-
-fn request_authority(request: &Request<Incoming>) -> Option<&str> {
-    request.uri().authority().map(|a| a.as_str()).or_else(|| request.headers().get(header::HOST)?.to_str().ok())
 }
 
 fn check_declared_length(declared: Option<u64>, policy: &Policy) -> Result<(), ProxyError> {
@@ -105,29 +124,65 @@ fn check_declared_length(declared: Option<u64>, policy: &Policy) -> Result<(), P
     }
 }
 
-fn upstream_head(
-    parts: &http::request::Parts,
-    client: &ClientInfo,
-    request_id: &HeaderValue,
-    len: Option<u64>,
-) -> RequestHead {
-    forward::upstream_head(parts, client, request_id, len)
+/// Runs the delivery, as the policy says: tied to this request (`clientAbort: Cancel`, dropping it closes the
+/// upstream connection) or detached so that it finishes even if the client goes away (`Complete`). With
+/// `halfClose: Abort`, a client that shuts down its write side is treated as gone.
+async fn delivered(
+    dp: &Arc<Dataplane>,
+    conn: &Arc<ConnState>,
+    route: &Arc<Route>,
+    head: RequestHead,
+    body: BodySource,
+) -> Result<Answer, ProxyError> {
+    let policy = &route.policy;
+    let delivery = async {
+        match policy.client_abort {
+            ClientAbort::Cancel => deliver(dp, &route.backend, &head, &body, policy).await,
+            ClientAbort::Complete => detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone()).await,
+        }
+    };
+    match policy.half_close {
+        HalfClose::Respond => delivery.await,
+        HalfClose::Abort => tokio::select! {
+            answer = delivery => answer,
+            _ = conn.client_eof() => Err(ProxyError::ClientAborted),
+        },
+    }
 }
 
-/// Tee and Streaming: the client's body is read while attempts run. A failure of the client's side ends the request
-/// with that failure (the upstream connection is aborted by the failed body); a response from the upstream ends it
-/// with that response.
+/// A delivery in its own task: if the client is gone when the answer comes, the response is read to its end (so
+/// that the upstream finishes cleanly), logged and dropped.
+async fn detached_delivery(
+    dp: Arc<Dataplane>,
+    route: Arc<Route>,
+    head: RequestHead,
+    body: BodySource,
+) -> Result<Answer, ProxyError> {
+    let (tx, rx) = oneshot::channel();
+    let drain = dp.drain.clone();
+    drain.spawn(async move {
+        let result = deliver(&dp, &route.backend, &head, &body, &route.policy).await;
+        if let Err(Ok(answer)) = tx.send(result) {
+            let status = answer.response.status();
+            let read = answer.response.into_body().collect().await.map(|b| b.to_bytes().len());
+            tracing::info!(%status, ?read, backend = %route.backend, "delivery completed after the client left");
+        }
+    });
+    rx.await.unwrap_or(Err(ProxyError::ClientAborted))
+}
+
+/// Tee and Streaming: the client's body is read while the delivery runs. A failure of the client's side ends the
+/// request with that failure (the upstream connection is aborted by the failed body); a response from the upstream
+/// ends it with that response, possibly before the body is complete (an early response). Returns the answer and
+/// whether the client's body was read to its end.
 async fn receive_while_delivering(
     dp: &Dataplane,
-    route: &Route,
     body: Incoming,
     sink: &Sink,
     limits: BodyLimits,
-    head: &RequestHead,
-    source: &BodySource,
-) -> Result<Answer, ProxyError> {
+    delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
+) -> Result<(Answer, bool), ProxyError> {
     let receiving = receive(body, sink, limits, &dp.metrics);
-    let delivering = deliver(dp, &route.backend, head, source, &route.policy);
     tokio::pin!(receiving, delivering);
     let mut received = false;
     loop {
@@ -137,7 +192,7 @@ async fn receive_while_delivering(
                 Ok(_) | Err(ProxyError::StreamNotTaken) => received = true,
                 Err(error) => return Err(error),
             },
-            answer = &mut delivering => return answer,
+            answer = &mut delivering => return answer.map(|answer| (answer, received)),
         }
     }
 }

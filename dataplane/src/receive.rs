@@ -31,7 +31,11 @@ pub enum Sink {
 
 /// Reads the whole body into the sink; returns its length.
 pub async fn receive(body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
+    // If this future is dropped mid-body (the client's request was abandoned while a detached delivery goes on),
+    // the spool must not stay open forever: abort it.
+    let mut guard = AbortOnDrop { sink, armed: true };
     let result = copy(body, sink, limits, metrics).await;
+    guard.armed = false;
     match (&result, sink) {
         (Ok(_), Sink::Spool(spool)) => spool.finish(),
         (Ok(_), Sink::Stream(tx)) => {
@@ -43,6 +47,20 @@ pub async fn receive(body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &
         }
     }
     result
+}
+
+struct AbortOnDrop<'a> {
+    sink: &'a Sink,
+    armed: bool,
+}
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if let (true, Sink::Spool(spool)) = (self.armed, self.sink) {
+            spool.abort();
+        }
+        // A stream's sender is dropped with the sink, which fails the body without an end message.
+    }
 }
 
 async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {

@@ -11,7 +11,7 @@
 mod policy;
 mod validate;
 
-pub use policy::{BodyMode, Policy, ReplayPolicy, Timeouts};
+pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
 pub use validate::SnapshotError;
 
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 //! `UploadPolicy` custom resource and match nginx's where nginx has an equivalent.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How a request body travels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,50 @@ pub struct Policy {
     pub mode: BodyMode,
     pub replay: ReplayPolicy,
     pub timeouts: Timeouts,
+    /// What a client that shuts down its write side after a complete request gets.
+    pub half_close: HalfClose,
+    /// What happens to the delivery when the client goes away.
+    pub client_abort: ClientAbort,
+    /// Pages Holdfast serves itself for 502, 503 and 504 (keys are those statuses).
+    pub error_pages: BTreeMap<u16, ErrorPage>,
+    /// `Retry-After` seconds on the 503s Holdfast answers itself; 0 leaves the header out.
+    pub retry_after_seconds: u32,
+}
+
+/// A client that half-closes (`shutdown(SHUT_WR)`) after sending a complete request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HalfClose {
+    /// Send the response, then close: what Apache, Varnish and lighttpd do.
+    #[default]
+    Respond,
+    /// Treat it as the client going away (nginx's default).
+    Abort,
+}
+
+/// A client that goes away while its request is being delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientAbort {
+    /// Close the upstream connection at once.
+    #[default]
+    Cancel,
+    /// Once the whole body was received, finish the delivery (replays included) and drop the response.
+    Complete,
+}
+
+/// A response body Holdfast serves itself when no upstream can answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorPage {
+    pub body: String,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// Answer with this status instead (nginx's `error_page 503 =200 …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+fn default_content_type() -> String {
+    "text/html; charset=utf-8".to_string()
 }
 
 /// When and how long a failed delivery is retried.
@@ -70,6 +115,10 @@ impl Default for Policy {
             mode: BodyMode::Buffered,
             replay: ReplayPolicy::default(),
             timeouts: Timeouts::default(),
+            half_close: HalfClose::Respond,
+            client_abort: ClientAbort::Cancel,
+            error_pages: BTreeMap::new(),
+            retry_after_seconds: 5,
         }
     }
 }

@@ -131,6 +131,17 @@ fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
     if policy.replay.max_attempts == 0 {
         return bad("replay.maxAttempts", "must be at least 1");
     }
+    for (status, page) in &policy.error_pages {
+        if !matches!(status, 502..=504) {
+            return bad("errorPages", "may only have the keys 502, 503 and 504");
+        }
+        if page.status.is_some_and(|s| !(200..=599).contains(&s)) {
+            return bad("errorPages.status", "must be an HTTP status between 200 and 599");
+        }
+        if http_header_value_invalid(&page.content_type) {
+            return bad("errorPages.contentType", "must be a valid header value");
+        }
+    }
     let t = &policy.timeouts;
     for (field, value) in [
         ("timeouts.clientBodyMs", t.client_body_ms),
@@ -143,6 +154,10 @@ fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
         }
     }
     Ok(())
+}
+
+fn http_header_value_invalid(value: &str) -> bool {
+    value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
 
 #[cfg(test)]
@@ -197,6 +212,12 @@ mod tests {
             (r#"{"version": 1, "policies": {"p": {"replay": {"maxAttempts": 0}}}}"#, "maxAttempts must be at least 1"),
             (r#"{"version": 1, "policies": {"p": {"memoryBufferBytes": 1000000000}}}"#, "at most 64 MiB"),
             (r#"{"version": 1, "policies": {"p": {"timeouts": {"upstreamReadMs": 0}}}}"#, "upstreamReadMs"),
+            (r#"{"version": 1, "policies": {"p": {"errorPages": {"404": {"body": "x"}}}}}"#, "502, 503 and 504"),
+            (
+                r#"{"version": 1, "policies": {"p": {"errorPages": {"503": {"body": "x", "status": 99}}}}}"#,
+                "between 200",
+            ),
+            (r#"{"version": 1, "policies": {"p": {"halfClose": "Ignore"}}}"#, "unknown variant `Ignore`"),
         ];
         for (json, expected) in cases {
             let err = parse(json).expect_err(json).to_string();

@@ -1,6 +1,6 @@
 //! A dataplane to test against: in-process on 127.0.0.1:0, or the real binary.
 
-use holdfast_dataplane::server::ServeOptions;
+use holdfast_dataplane::server::{Lingering, ServeOptions};
 use holdfast_dataplane::{admin, server, Dataplane, Settings};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +21,11 @@ pub struct Harness {
 impl Harness {
     /// A dataplane with `snapshot` in force (if given) and a spool quota (0: unlimited).
     pub async fn start(snapshot: Option<&str>, quota: u64) -> Self {
+        Self::start_with(snapshot, quota, 1000).await
+    }
+
+    /// As [`Harness::start`], closing HTTP/1 connections after `max_requests` requests.
+    pub async fn start_with(snapshot: Option<&str>, quota: u64, max_requests: u32) -> Self {
         let spool = tempfile::tempdir().unwrap();
         let settings = Settings {
             spool_dir: spool.path().to_path_buf(),
@@ -38,8 +43,12 @@ impl Harness {
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let options =
-            ServeOptions { header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(5) };
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
+            max_requests_per_connection: max_requests,
+        };
         tokio::spawn(server::serve(listener, dp.clone(), options, wait(rx.clone())));
         tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
         Harness { dp, addr, admin, spool, stop }
