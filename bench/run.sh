@@ -171,6 +171,14 @@ http {
         client_max_body_size 0;
         client_body_buffer_size 128k;
         proxy_request_buffering on;
+        # Reference for the Tee row only: nginx streaming the body (no spool, so no replay either).
+        location /unbuffered/ {
+            proxy_request_buffering off;
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+        }
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -277,12 +285,19 @@ log "writing a ${UPLOAD_MIB} MiB file from /dev/urandom"
 head -c "$UPLOAD_BYTES" /dev/urandom >"$TMP/upload.bin"
 UPLOAD_SHA=$(sha256sum "$TMP/upload.bin" | cut -d' ' -f1)
 declare -A UP_TIMES UP_FAILS
+declare -A UP_CPU
+upload_proxy_pids() { case $1 in nginx*) nginx_pids ;; hf_*) echo "$HF_PID" ;; esac; }
 upload() { # name url trial: PUT the file, check the upstream's byte count and hash, record seconds
-  local out="$TMP/out/upload.$1.$3" meta code secs
+  local out="$TMP/out/upload.$1.$3" meta code secs p0 p1 u0 u1
   sync # start each trial with no dirty pages from the previous one
+  # shellcheck disable=SC2046
+  p0=$(cpu_seconds $(upload_proxy_pids "$1")) u0=$(cpu_seconds "$UP_PID")
   meta=$(timeout 400 curl -sS --max-time 360 -H 'Expect:' -T "$TMP/upload.bin" -o "$out" \
     -w '%{http_code} %{time_total}' "$2" 2>"$out.err" || true)
   read -r code secs <<<"${meta:-000 0}"
+  # shellcheck disable=SC2046
+  p1=$(cpu_seconds $(upload_proxy_pids "$1")) u1=$(cpu_seconds "$UP_PID")
+  UP_CPU[$1]+="$(calc "$p1 - $p0" 2)/$(calc "$u1 - $u0" 2) "
   if [[ $code == 200 ]] && grep -q "\"bytes\":$UPLOAD_BYTES" "$out" && grep -q "\"sha256\":\"$UPLOAD_SHA\"" "$out"; then
     UP_TIMES[$1]+="$secs "
     log "upload $1 trial $3: ${secs}s ($(calc "$UPLOAD_BYTES / $secs / 1e6" 0) MB/s)"
@@ -291,9 +306,10 @@ upload() { # name url trial: PUT the file, check the upstream's byte count and h
     log "upload $1 trial $3 FAILED: http $code after ${secs}s: $(head -c 200 "$out" 2>/dev/null) $(head -c 200 "$out.err")"
   fi
 }
-UPLOAD_TARGETS=(direct nginx)
+UPLOAD_TARGETS=(direct nginx nginx_unbuffered)
 ((HF_OK)) && UPLOAD_TARGETS+=(hf_buffered hf_tee)
 declare -A UPLOAD_URL=([direct]=$DIRECT_URL/upload [nginx]=$NGINX_URL/upload
+  [nginx_unbuffered]=$NGINX_URL/unbuffered/upload
   [hf_buffered]=$HF_URL/upload [hf_tee]=$HF_URL/tee/upload)
 cpu_mark up0
 for trial in $(seq "$TRIALS"); do
@@ -310,7 +326,7 @@ for t in nginx hf_buffered; do
 done
 rm -f "$TMP/upload.bin" "$TMP/expect.bin"
 declare -A UP_MED UP_MBS
-for t in direct nginx hf_buffered hf_tee; do
+for t in direct nginx nginx_unbuffered hf_buffered hf_tee; do
   # shellcheck disable=SC2086 # word splitting of the recorded times is intended
   UP_MED[$t]=$(median ${UP_TIMES[$t]:-})
   UP_MBS[$t]=$([[ ${UP_MED[$t]} == n/a ]] && echo n/a || calc "$UPLOAD_BYTES / ${UP_MED[$t]} / 1e6" 0)
@@ -381,6 +397,7 @@ BUF_RATIO=$(ratio "${UP_MBS[hf_buffered]}" "${UP_MBS[nginx]}")
 NGX_UP_RATIO=$(ratio "${UP_MED[nginx]}" "${UP_MED[direct]}")
 BUF_TIME_RATIO=$(ratio "${UP_MED[hf_buffered]}" "${UP_MED[direct]}")
 TEE_RATIO=$(ratio "${UP_MED[hf_tee]}" "${UP_MED[direct]}")
+NGX_STREAM_RATIO=$(ratio "${UP_MED[nginx_unbuffered]}" "${UP_MED[direct]}")
 HF_PEAK_MB=$(mb "${SLOW_PEAK[holdfast]:-}")
 NG_PEAK_MB=$(mb "${SLOW_PEAK[nginx]:-}")
 RSS_RATIO=$(ratio "$HF_PEAK_MB" "$NG_PEAK_MB")
@@ -401,8 +418,11 @@ printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Buffere
   "${UP_MBS[nginx]}" "${UP_MBS[hf_buffered]}" "$BUF_RATIO" "hf/nginx >= 1.0" "$(verdict "$BUF_RATIO >= 1.0")"
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Buffered, s (median)" "${UP_MED[direct]}" \
   "${UP_MED[nginx]}" "${UP_MED[hf_buffered]}" "" "(x direct: nginx $NGX_UP_RATIO, hf $BUF_TIME_RATIO)" ""
-printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Tee, s (median)" "${UP_MED[direct]}" "-" \
-  "${UP_MED[hf_tee]}" "$TEE_RATIO" "hf/direct <= 1.2" "$(verdict "$TEE_RATIO <= 1.2")"
+printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Tee, s (median)" "${UP_MED[direct]}" \
+  "${UP_MED[nginx_unbuffered]}" "${UP_MED[hf_tee]}" "$TEE_RATIO" "hf/direct <= 1.2" "$(verdict "$TEE_RATIO <= 1.2")"
+printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "  (nginx column: proxy_request_buffering off)" "" "$NGX_STREAM_RATIO" "" "" \
+  "(nginx unbuffered/direct)" ""
+
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "peak RSS MiB, $SLOW_CONNS slow uploads (VmHWM)" "-" "$NG_PEAK_MB" \
   "$HF_PEAK_MB" "$RSS_RATIO" "hf <= 300 MB" "$(verdict "$HF_PEAK_MB * 1.048576 <= 300")"
 echo
@@ -411,8 +431,9 @@ for t in direct nginx holdfast; do
   printf '  wrk %-9s requests %s, non-2xx %s, socket errors %s, req/s per round: %s\n' "$t" "${REQS[$t]:-0}" \
     "${NON2XX[$t]:-0}" "${SOCKERR[$t]:-0}" "$(for r in $(seq "$WRK_ROUNDS"); do printf '%s ' "${RPS[$t.$r]:--}"; done)"
 done
-for t in direct nginx hf_buffered hf_tee; do
-  printf '  upload %-12s seconds per trial: %-30s failed trials: %s\n' "$t" "${UP_TIMES[$t]:--}" "${UP_FAILS[$t]:-0}"
+for t in direct nginx nginx_unbuffered hf_buffered hf_tee; do
+  printf '  upload %-16s seconds per trial: %-30s failed: %s; CPU s proxy/upstream per trial: %s\n' "$t" \
+    "${UP_TIMES[$t]:--}" "${UP_FAILS[$t]:-0}" "${UP_CPU[$t]:--}"
 done
 for t in nginx hf_buffered; do
   [[ -n ${EXPECT_SECS[$t]:-} ]] && printf '  8 MiB upload with Expect: 100-continue, %-12s %s\n' "$t" "${EXPECT_SECS[$t]}"

@@ -35,6 +35,10 @@ pub struct Args {
     #[arg(long, env = "HOLDFAST_PUBLISH_STATUS_ADDRESS", value_delimiter = ',')]
     pub publish_status_address: Vec<String>,
 
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HOLDFAST_CONTROLLER_ADMIN", default_value = "127.0.0.1:9902")]
+    pub admin: std::net::SocketAddr,
+
     /// Namespace of the leader-election Lease (in-cluster: the pod's namespace).
     #[arg(long, env = "HOLDFAST_LEASE_NAMESPACE", default_value = "holdfast-system")]
     pub lease_namespace: String,

@@ -96,7 +96,7 @@ fn check_documented(at: &str, node: &Value, undocumented: &mut Vec<String>) {
     if let Some(properties) = node["properties"].as_object() {
         for (name, child) in properties {
             let path = format!("{at}.{name}");
-            if !child["description"].as_str().is_some_and(|d| !d.is_empty()) {
+            if child["description"].as_str().is_none_or(str::is_empty) {
                 undocumented.push(path.clone());
             }
             check_documented(&path, child, undocumented);

@@ -5,7 +5,7 @@ use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
-use crate::server::ConnState;
+use crate::server::{ClientSignal, ConnState};
 use crate::spool::Spool;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
 use crate::Dataplane;
@@ -71,7 +71,7 @@ async fn proxy(
     let head_with = |len| forward::upstream_head(&parts, client, request_id, len);
     let answer = if declared == Some(0) {
         let head = head_with(parts.headers.contains_key(header::CONTENT_LENGTH).then_some(0));
-        delivered(dp, conn, route, head, BodySource::Empty).await.map(|answer| (answer, true))
+        delivered(dp, conn, route, head, BodySource::Empty, true).await.map(|answer| (answer, true))
     } else {
         match policy.mode {
             BodyMode::Buffered => {
@@ -80,17 +80,17 @@ async fn proxy(
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
                 receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics).await?;
                 let head = head_with(Some(spool.len()));
-                delivered(dp, conn, route, head, BodySource::Spool(spool)).await.map(|answer| (answer, true))
+                delivered(dp, conn, route, head, BodySource::Spool(spool), true).await.map(|answer| (answer, true))
             }
             BodyMode::Tee => {
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
                 let sink = Sink::Spool(spool.clone());
-                let delivering = delivered(dp, conn, route, head_with(declared), BodySource::Spool(spool));
+                let delivering = delivered(dp, conn, route, head_with(declared), BodySource::Spool(spool), false);
                 receive_while_delivering(dp, body, &sink, limits, delivering).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
-                let delivering = delivered(dp, conn, route, head_with(declared), source);
+                let delivering = delivered(dp, conn, route, head_with(declared), source, false);
                 receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering).await
             }
         }
@@ -124,15 +124,17 @@ fn check_declared_length(declared: Option<u64>, policy: &Policy) -> Result<(), P
     }
 }
 
-/// Runs the delivery, as the policy says: tied to this request (`clientAbort: Cancel`, dropping it closes the
-/// upstream connection) or detached so that it finishes even if the client goes away (`Complete`). With
-/// `halfClose: Abort`, a client that shuts down its write side is treated as gone.
+/// Runs the delivery, as the policy says: tied to this request (`clientAbort: Cancel`: when the client goes away the
+/// delivery is dropped, which closes the upstream connection) or detached so that it finishes even then
+/// (`Complete`). A client that resets is gone; one that sends end-of-file has half-closed or closed, and
+/// `halfClose` says which to assume.
 async fn delivered(
     dp: &Arc<Dataplane>,
     conn: &Arc<ConnState>,
     route: &Arc<Route>,
     head: RequestHead,
     body: BodySource,
+    body_read: bool,
 ) -> Result<Answer, ProxyError> {
     let policy = &route.policy;
     let delivery = async {
@@ -141,11 +143,19 @@ async fn delivered(
             ClientAbort::Complete => detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone()).await,
         }
     };
-    match policy.half_close {
-        HalfClose::Respond => delivery.await,
-        HalfClose::Abort => tokio::select! {
-            answer = delivery => answer,
-            _ = conn.client_eof() => Err(ProxyError::ClientAborted),
+    if !body_read {
+        // While the body streams, hyper reads the socket itself and reports a client that goes away.
+        return delivery.await;
+    }
+    tokio::pin!(delivery);
+    tokio::select! {
+        answer = &mut delivery => answer,
+        signal = conn.client_signal() => match (signal, policy.half_close) {
+            (ClientSignal::Eof, HalfClose::Respond) => delivery.await,
+            _ => {
+                tracing::info!(?signal, backend = %route.backend, "client went away during delivery");
+                Err(ProxyError::ClientAborted)
+            }
         },
     }
 }

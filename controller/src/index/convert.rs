@@ -73,9 +73,9 @@ fn backend(backend: IngressBackend) -> BackendModel {
     let Some(service) = backend.service else {
         return BackendModel::Unsupported;
     };
-    let port = match service.port {
-        Some(p) if p.number.is_some() => PortRef::Number(p.number.unwrap_or_default()),
-        Some(p) if p.name.as_deref().is_some_and(|n| !n.is_empty()) => PortRef::Name(p.name.unwrap_or_default()),
+    let port = match service.port.map(|p| (p.number, p.name)) {
+        Some((Some(number), _)) => PortRef::Number(number),
+        Some((None, Some(name))) if !name.is_empty() => PortRef::Name(name),
         _ => PortRef::Missing,
     };
     BackendModel::Service { name: service.name, port }
@@ -128,7 +128,12 @@ impl Convert for Secret {
         if self.type_.as_deref() != Some(TLS_SECRET_TYPE) {
             return None;
         }
-        let has = |name: &str| self.data.as_ref().and_then(|d| d.get(name)).is_some_and(|v| !v.0.is_empty());
+        // `stringData` only exists in manifests (the API server folds it into `data`), but the file source reads
+        // manifests.
+        let has = |name: &str| {
+            self.data.as_ref().and_then(|d| d.get(name)).is_some_and(|v| !v.0.is_empty())
+                || self.string_data.as_ref().and_then(|d| d.get(name)).is_some_and(|v| !v.is_empty())
+        };
         Some(TlsSecretModel { has_cert: has("tls.crt"), has_key: has("tls.key") })
     }
 }

@@ -43,8 +43,9 @@ pub struct Translation {
 
 /// Translates the whole index. Deterministic: the same index always gives the same snapshot and report.
 pub fn translate(index: &Index, config: &Config) -> Translation {
-    let mut report = Report { policies: policy::statuses(index), ..Report::default() };
-    for (key, status) in &report.policies.clone() {
+    let mut report = Report::default();
+    let policies = policy::statuses(index);
+    for (key, status) in &policies {
         if !status.accepted.status {
             report.warn("UploadPolicy", key, Reason::PolicyInvalid, status.accepted.message.clone());
         }
@@ -52,6 +53,7 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
             report.warn("UploadPolicy", key, Reason::TargetNotFound, status.resolved_refs.message.clone());
         }
     }
+    report.policies = policies;
     let mut routes = routes::Routes::new(index, config, &mut report);
     for (key, ingress) in class::owned_ingresses(index, &config.controller_name) {
         report.ingresses.insert(key.clone());

@@ -12,7 +12,7 @@ pub fn overrides(annotations: &BTreeMap<String, String>) -> (PolicyOverrides, Ve
     let mut o = PolicyOverrides::default();
     let mut errors = Vec::new();
     for (name, value) in annotations {
-        let parsed: Option<Result<Box<dyn Fn(&mut PolicyOverrides)>, FieldProblem>> = match name.as_str() {
+        let parsed: Option<Result<Setter, FieldProblem>> = match name.as_str() {
             "proxy-body-size" => Some(size(value).map(|v| set(move |o| o.max_body_size_bytes = Some(v)))),
             "client-body-buffer-size" => Some(size(value).map(|v| set(move |o| o.memory_buffer_bytes = Some(v)))),
             "proxy-request-buffering" => Some(buffering(value).map(|m| set(move |o| o.mode = Some(m)))),
@@ -44,7 +44,10 @@ pub fn overrides(annotations: &BTreeMap<String, String>) -> (PolicyOverrides, Ve
     (o, errors)
 }
 
-fn set(f: impl Fn(&mut PolicyOverrides) + 'static) -> Box<dyn Fn(&mut PolicyOverrides)> {
+/// Sets one parsed annotation's field; built per annotation so each can be checked on its own.
+type Setter = Box<dyn Fn(&mut PolicyOverrides)>;
+
+fn set(f: impl Fn(&mut PolicyOverrides) + 'static) -> Setter {
     Box::new(f)
 }
 

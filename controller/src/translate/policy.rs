@@ -78,17 +78,17 @@ impl<'a> IngressPolicy<'a> {
         IngressPolicy { annotated, targeted: targets.oldest_usable(TargetKind::Ingress, key), nginx }
     }
 
-    /// The snapshot policy name and policy for a route of this Ingress to `service`, or `None` for a route that
-    /// uses the defaults. Also returns the UploadPolicy in force, to attach the route to it.
+    /// The snapshot policy name and policy for a route of this Ingress to `service` (`default` when nothing but the
+    /// controller's defaults applies), and the UploadPolicy in force, to attach the route to it.
     pub fn for_route(
         &self,
         targets: &Targets<'a>,
         ingress: &ObjectKey,
-        service: Option<&str>,
+        service: &str,
         defaults: &Policy,
     ) -> (String, Policy, Option<&'a ObjectKey>) {
         let service_policy =
-            || targets.oldest_usable(TargetKind::Service, &ObjectKey::new(&ingress.namespace, service?));
+            || targets.oldest_usable(TargetKind::Service, &ObjectKey::new(&ingress.namespace, service));
         let chosen = self.annotated.or(self.targeted).or_else(service_policy);
         let mut policy = defaults.clone();
         self.nginx.apply_to(&mut policy);

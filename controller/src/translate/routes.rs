@@ -126,7 +126,7 @@ impl<'a> Routes<'a> {
         }
         self.backends.insert(resolution.name.clone(), resolution.backend);
         let (name, policy, attached) =
-            ctx.policy.for_route(&self.targets, ctx.key, Some(service), &self.config.default_policy);
+            ctx.policy.for_route(&self.targets, ctx.key, service, &self.config.default_policy);
         if let (Some(policy_key), false) = (attached, route.is_empty()) {
             if let Some(status) = report.policies.get_mut(policy_key) {
                 status.attached_routes.insert(route.to_string());

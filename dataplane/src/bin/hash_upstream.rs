@@ -37,6 +37,10 @@ struct Args {
     /// Answer with this status instead of 200 (the body still says what was received).
     #[arg(long, default_value_t = 200)]
     status: u16,
+    /// Answer 413 with `Connection: close` after reading this many body bytes, without reading the rest (an early
+    /// response, as from an upstream with its own body limit). Rejections are logged to `--deliveries` too.
+    #[arg(long)]
+    reject_after: Option<u64>,
 }
 
 #[tokio::main]
@@ -72,6 +76,9 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
         let Ok(data) = frame?.into_data() else { continue };
         hasher.update(&data);
         bytes += data.len() as u64;
+        if args.reject_after.is_some_and(|limit| bytes >= limit) {
+            return reject(&args, bytes, &request_id, attempt);
+        }
         if args.progress && bytes >= next_report {
             println!("progress {bytes}");
             std::io::stdout().flush()?;
@@ -94,6 +101,18 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
     let mut response = Response::new(Full::new(Bytes::from(line.to_string())));
     *response.status_mut() = hyper::StatusCode::from_u16(args.status)?;
     response.headers_mut().insert("content-type", "application/json".parse()?);
+    Ok(response)
+}
+
+fn reject(args: &Args, bytes: u64, request_id: &str, attempt: u32) -> anyhow::Result<Response<Full<Bytes>>> {
+    let line = serde_json::json!({"rejected": true, "bytes": bytes, "requestId": request_id, "attempt": attempt});
+    if let Some(path) = &args.deliveries {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(file, "{line}")?;
+    }
+    let mut response = Response::new(Full::new(Bytes::from_static(b"too large for this upstream\n")));
+    *response.status_mut() = hyper::StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert("connection", "close".parse()?);
     Ok(response)
 }
 

@@ -1,4 +1,4 @@
-//! The client's socket as hyper sees it, with the two things hyper does not do for us.
+//! The client's socket as hyper sees it, with the three things hyper does not do for us.
 //!
 //! **Lingering close** (RFC 9112 §9.6, seed 001): when Holdfast answers without reading the whole body (413, 507, an
 //! early upstream response), closing the socket while the client is still sending makes the kernel send a reset that
@@ -6,17 +6,21 @@
 //! (FIN after the response), then reads and discards the client's bytes for a bounded time and amount, and only then
 //! lets the socket close.
 //!
-//! **Half-close detection** (seed 003): a read that returns end-of-file is recorded, so a request whose policy says
-//! `halfClose: Abort` can treat it as the client going away, while the default (`Respond`) answers first.
+//! **Watching the client while its request is delivered** (seeds 000 and 003): hyper, with half-close allowed, does
+//! not read the socket between the end of a body and the response, so it would not notice a client that went away.
+//! The socket is shared (`Arc<TcpStream>`) so that [`ConnState::client_signal`] can peek at it meanwhile: a reset
+//! means the client is gone; an end-of-file is either a half-close or a close, which TCP cannot tell apart without
+//! writing, and the route's `halfClose` policy decides.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 /// Bounds of a lingering close.
@@ -26,16 +30,28 @@ pub struct Lingering {
     pub max_bytes: u64,
 }
 
+/// What the client did while its request was being delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSignal {
+    /// End of file: a half-close (`shutdown(SHUT_WR)`) or a close.
+    Eof,
+    /// The connection was reset or failed: the client is gone.
+    Gone,
+}
+
 /// What the request handlers and the socket tell each other about one client connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnState {
+    socket: Arc<TcpStream>,
     linger: AtomicBool,
-    read_eof: AtomicBool,
-    eof: Notify,
     requests: AtomicU32,
 }
 
 impl ConnState {
+    pub fn new(socket: Arc<TcpStream>) -> Self {
+        ConnState { socket, linger: AtomicBool::new(false), requests: AtomicU32::new(0) }
+    }
+
     /// A response went out before the request body was read to its end: linger when closing.
     pub fn linger_on_close(&self) {
         self.linger.store(true, Ordering::Release);
@@ -46,26 +62,23 @@ impl ConnState {
         self.requests.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Resolves once the client has shut down its write side (or closed).
-    pub async fn client_eof(&self) {
-        loop {
-            let notified = self.eof.notified();
-            if self.read_eof.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
+    /// Resolves when the client half-closes, closes or resets. Call it only once the request body has been read:
+    /// bytes waiting on the socket (a pipelined request) mean the client is still there, and the watch ends
+    /// without resolving.
+    pub async fn client_signal(&self) -> ClientSignal {
+        let mut byte = [0u8; 1];
+        match self.socket.peek(&mut byte).await {
+            Ok(0) => ClientSignal::Eof,
+            Ok(_) => std::future::pending().await,
+            Err(_) => ClientSignal::Gone,
         }
-    }
-
-    fn saw_eof(&self) {
-        self.read_eof.store(true, Ordering::Release);
-        self.eof.notify_waiters();
     }
 }
 
-pub struct ClientIo<S> {
-    inner: S,
-    state: std::sync::Arc<ConnState>,
+/// The shared client socket, readable and writable by hyper.
+pub struct ClientIo {
+    socket: Arc<TcpStream>,
+    state: Arc<ConnState>,
     lingering: Lingering,
     drain: Option<Drain>,
 }
@@ -76,58 +89,88 @@ struct Drain {
     discarded: u64,
 }
 
-impl<S> ClientIo<S> {
-    pub fn new(inner: S, state: std::sync::Arc<ConnState>, lingering: Lingering) -> Self {
-        ClientIo { inner, state, lingering, drain: None }
+impl ClientIo {
+    pub fn new(state: Arc<ConnState>, lingering: Lingering) -> Self {
+        ClientIo { socket: state.socket.clone(), state, lingering, drain: None }
     }
-}
 
-impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
-        if result.is_ok() && buf.filled().len() == before && buf.remaining() > 0 {
-            self.state.saw_eof();
+    fn read_into(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.socket.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match self.socket.try_read(unfilled) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        Poll::Ready(result)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match socket2::SockRef::from(&*self.socket).shutdown(std::net::Shutdown::Write) {
+            // Already disconnected: nothing left to shut down.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+impl AsyncRead for ClientIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.read_into(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.socket.poll_write_ready(cx))?;
+            match self.socket.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        loop {
+            ready!(self.socket.poll_write_ready(cx))?;
+            match self.socket.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // TCP has no user-space buffer to flush.
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let lingers = this.state.linger.load(Ordering::Acquire) && !this.state.read_eof.load(Ordering::Acquire);
-        if !lingers {
-            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        if !this.state.linger.load(Ordering::Acquire) {
+            return Poll::Ready(this.shutdown_write());
         }
         let timeout = this.lingering.timeout;
-        let drain = this.drain.get_or_insert_with(|| Drain {
+        let mut drain = this.drain.take().unwrap_or_else(|| Drain {
             write_shut: false,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             discarded: 0,
         });
         if !drain.write_shut {
-            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.shutdown_write()?;
             drain.write_shut = true;
         }
         let mut scratch = [0u8; 16 * 1024];
@@ -136,10 +179,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
                 return Poll::Ready(Ok(()));
             }
             let mut buf = ReadBuf::new(&mut scratch);
-            match ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf)) {
-                Ok(()) if !buf.filled().is_empty() => drain.discarded += buf.filled().len() as u64,
+            match this.read_into(cx, &mut buf) {
+                Poll::Pending => {
+                    this.drain = Some(drain);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => drain.discarded += buf.filled().len() as u64,
                 // End of file or an error: the client is done, the socket may close.
-                _ => return Poll::Ready(Ok(())),
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
             }
         }
     }

@@ -10,7 +10,7 @@
 
 mod client_io;
 
-pub use client_io::{ConnState, Lingering};
+pub use client_io::{ClientSignal, ConnState, Lingering};
 
 use crate::forward::ClientInfo;
 use crate::Dataplane;
@@ -68,8 +68,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let client = ClientInfo { addr, scheme: "http" };
-        let conn = Arc::new(ConnState::default());
-        let io = ClientIo::new(stream, conn.clone(), options.lingering);
+        let conn = Arc::new(ConnState::new(Arc::new(stream)));
+        let io = ClientIo::new(conn.clone(), options.lingering);
         let (dp, max_requests) = (dp.clone(), options.max_requests_per_connection);
         let service = hyper::service::service_fn(move |request| {
             crate::proxy::handle(dp.clone(), client, conn.clone(), max_requests, request)

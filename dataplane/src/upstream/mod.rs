@@ -5,6 +5,7 @@ mod body;
 mod clock;
 mod failure;
 mod idle_body;
+mod io;
 mod pool;
 
 pub use attempt::{attempt, Answer, Delivery};

@@ -6,6 +6,7 @@
 
 use super::body::UpstreamBody;
 use super::failure::{Failure, FailureKind};
+use super::io::UpstreamIo;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -80,7 +81,7 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(UpstreamIo::new(stream)))
             .await
             .map_err(|e| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}")))?;
         let task = tokio::spawn(async move {

@@ -2,10 +2,12 @@
 
 use super::*;
 
+/// (case, our class is default, ingressClassName, legacy annotation, ours?)
+type Case = (&'static str, bool, Option<&'static str>, Option<&'static str>, bool);
+
 #[test]
 fn selects_ingresses_by_class_name_legacy_annotation_or_default_class() {
-    // (case, our class is default, ingressClassName, legacy annotation, ours?)
-    let cases: [(&str, bool, Option<&str>, Option<&str>, bool); 8] = [
+    let cases: [Case; 8] = [
         ("class name is ours", false, Some("holdfast"), None, true),
         ("class name is another controller's", true, Some("nginx"), None, false),
         ("class name wins over the legacy annotation", false, Some("nginx"), Some("holdfast"), false),

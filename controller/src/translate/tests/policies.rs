@@ -8,13 +8,15 @@ fn targeting(kind: &str, name: &str, max_body: &str) -> Value {
     json!({"targetRefs": [{"kind": kind, "name": name}], "maxBodySize": max_body})
 }
 
+/// (case, policies present, annotation, expected policy name, expected max body)
+type Case = (&'static str, &'static [&'static str], Option<&'static str>, &'static str, u64);
+
 #[test]
 fn policy_precedence_is_annotation_then_ingress_then_service_then_defaults() {
-    // (case, policies present, annotation, expected policy name, expected max body)
-    let all = ["by-annotation", "by-ingress", "by-service"];
-    let cases: [(&str, &[&str], Option<&str>, &str, u64); 5] = [
-        ("annotation wins", &all, Some("by-annotation"), "default/by-annotation", 1000),
-        ("ingress target next", &all, None, "default/by-ingress", 2000),
+    const ALL: &[&str] = &["by-annotation", "by-ingress", "by-service"];
+    let cases: [Case; 5] = [
+        ("annotation wins", ALL, Some("by-annotation"), "default/by-annotation", 1000),
+        ("ingress target next", ALL, None, "default/by-ingress", 2000),
         ("service target next", &["by-service"], None, "default/by-service", 3000),
         ("defaults last", &[], None, "default", 0),
         ("missing annotated policy falls through", &["by-service"], Some("gone"), "default/by-service", 3000),

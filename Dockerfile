@@ -1,0 +1,49 @@
+# Holdfast's image: both binaries (holdfast-controller, holdfast-dataplane) in one small non-root image; the Helm
+# chart picks one per container with `command`.
+#
+#   docker build -t holdfast/holdfast:0.1.0 .
+#
+# The builder is pinned to the toolchain of rust-toolchain.toml, and the runtime to the same Debian release, so the
+# binaries find the glibc they were linked against.
+
+FROM rust:1.95.0-bookworm AS build
+WORKDIR /src
+# The image's toolchain is the pinned one; this stops rustup from acting on rust-toolchain.toml (not copied anyway).
+ENV RUSTUP_TOOLCHAIN=1.95.0 CARGO_TERM_COLOR=never
+
+# Dependencies first, against stub sources: this layer is rebuilt only when a manifest or Cargo.lock changes.
+COPY Cargo.toml Cargo.lock ./
+COPY snapshot/Cargo.toml snapshot/
+COPY crds/Cargo.toml crds/
+COPY dataplane/Cargo.toml dataplane/
+COPY controller/Cargo.toml controller/
+RUN for crate in snapshot crds dataplane controller; do \
+        mkdir -p "$crate/src/bin" && echo 'fn main() {}' > "$crate/src/main.rs" && : > "$crate/src/lib.rs"; \
+    done \
+    && echo 'fn main() {}' > dataplane/src/bin/hash_upstream.rs \
+    && echo 'fn main() {}' > crds/src/bin/crdgen.rs \
+    && cargo build --release --locked -p holdfast-controller -p holdfast-dataplane \
+    && rm -rf snapshot/src crds/src dataplane/src controller/src
+
+# The real sources. Their mtimes may be older than the stub builds', so touch them for cargo to rebuild our crates.
+COPY snapshot/src snapshot/src
+COPY crds/src crds/src
+COPY dataplane/src dataplane/src
+COPY controller/src controller/src
+RUN find snapshot crds dataplane controller -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked -p holdfast-controller -p holdfast-dataplane \
+    && install -D -m 0755 target/release/holdfast-controller target/release/holdfast-dataplane -t /out
+
+# bash is used by the chart's exec probes and preStop hook (the admin listener is on the pod's loopback, out of reach
+# of kubelet HTTP probes); ca-certificates for TLS to the Kubernetes API outside the cluster's own CA.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /var/spool/holdfast && chown 65532:65532 /var/spool/holdfast
+COPY --from=build /out/ /usr/local/bin/
+# Numeric, so that Kubernetes' runAsNonRoot can check it.
+USER 65532:65532
+EXPOSE 8080
+# The dataplane by default; the chart sets `command` for each container.
+ENTRYPOINT ["/usr/local/bin/holdfast-dataplane"]

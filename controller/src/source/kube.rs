@@ -1,0 +1,149 @@
+//! Kubernetes watches: one kube-runtime watcher per kind, with backoff, feeding the shared index. A relist
+//! (`Init` … `InitDone`) is buffered and applied as one [`Index::reset`](crate::index::Index::reset), so objects
+//! deleted while the watch was down leave the index.
+
+use crate::drain::Shutdown;
+use crate::index::IndexKind;
+use crate::lease::{self, LeaseTiming};
+use crate::publish::Shared;
+use crate::status::kube_api::KubeClusterWriter;
+use crate::status::{self, Addresses};
+use crate::translate::Translation;
+use futures::{Stream, StreamExt};
+use holdfast_crds::UploadPolicy;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// The Kubernetes source: a client, the namespace to watch (all when `None`), and what the leader writes back.
+pub struct KubeSource {
+    pub client: Client,
+    pub namespace: Option<String>,
+    /// Where Ingress status addresses come from.
+    pub addresses: Addresses,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// This replica's name in the Lease and in events.
+    pub identity: String,
+}
+
+/// Name of the leader-election Lease.
+pub const LEASE_NAME: &str = "holdfast-controller";
+
+impl KubeSource {
+    /// Spawns one watch per kind, the leader election, and the status writer.
+    pub fn spawn(
+        self,
+        tasks: &mut JoinSet<()>,
+        shared: Arc<Shared>,
+        published: watch::Receiver<Option<Arc<Translation>>>,
+        shutdown: Shutdown,
+    ) {
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let leases = Api::namespaced(self.client.clone(), &self.lease_namespace);
+        let timing = LeaseTiming::default();
+        tasks.spawn(lease::run(leases, LEASE_NAME.into(), self.identity.clone(), timing, leader_tx, shutdown.clone()));
+        let writer = KubeClusterWriter::new(self.client.clone(), self.identity.clone());
+        tasks.spawn(status::run(writer, published, leader_rx, self.addresses.clone(), shutdown.clone()));
+        let all = watcher::Config::default();
+        // Only TLS Secrets are read: the controller has no business seeing other Secrets' data.
+        let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let c = &self.client;
+        tasks.spawn(watch_kind(Api::<IngressClass>::all(c.clone()), all.clone(), shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_kind(self.api::<Ingress>(), all.clone(), shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_kind(self.api::<Service>(), all.clone(), shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_kind(self.api::<EndpointSlice>(), all.clone(), shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_kind(self.api::<Secret>(), tls, shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, shared, shutdown));
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+/// Watches one kind until shutdown; errors are logged and retried with kube-runtime's default backoff.
+async fn watch_kind<K>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, mut shutdown: Shutdown)
+where
+    K: IndexKind + Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let stream = watcher::watcher(api, config).default_backoff();
+    tokio::select! {
+        _ = feed(stream, &shared).instrument(tracing::info_span!("watch", kind = K::KIND)) => {
+            tracing::warn!(kind = K::KIND, "Watch ended");
+        }
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// Applies a watch stream to the index until it ends.
+pub async fn feed<K, S>(stream: S, shared: &Shared)
+where
+    K: IndexKind,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let mut state = WatchFeed::default();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => state.handle(event, shared),
+            Err(error) => tracing::warn!(%error, "Watch failed; retrying with backoff"),
+        }
+    }
+}
+
+/// One watch's state between events: the objects of a relist in progress. Separate from the stream so tests can
+/// drive it event by event.
+pub struct WatchFeed<K> {
+    relist: Vec<K>,
+}
+
+impl<K> Default for WatchFeed<K> {
+    fn default() -> Self {
+        WatchFeed { relist: Vec::new() }
+    }
+}
+
+impl<K: IndexKind> WatchFeed<K> {
+    pub fn handle(&mut self, event: Event<K>, shared: &Shared) {
+        let result = match event {
+            Event::Apply(object) => shared.update(|index| index.apply(object)),
+            Event::Delete(object) => shared.update(|index| index.delete(&object)),
+            Event::Init => {
+                self.relist.clear();
+                Ok(())
+            }
+            Event::InitApply(object) => {
+                self.relist.push(object);
+                Ok(())
+            }
+            Event::InitDone => {
+                // Applied as one reset so that objects deleted while the watch was down leave the index.
+                let objects = std::mem::take(&mut self.relist);
+                for error in shared.update(|index| index.reset(objects)) {
+                    tracing::warn!(%error, "Skipped an object");
+                }
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "Skipped an object");
+        }
+    }
+}

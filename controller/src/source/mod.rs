@@ -1,0 +1,5 @@
+//! Where objects come from: YAML files (`--from-dir`) or the Kubernetes API. Both only feed the [`crate::index`]
+//! and wake the publisher; neither translates or pushes.
+
+pub mod files;
+pub mod kube;

@@ -1,0 +1,103 @@
+//! The `--from-dir` source without the network: what it reads, what it refuses, and that the shipped example
+//! manifests translate into the routes the README promises.
+
+use holdfast_controller::index::Index;
+use holdfast_controller::source::files::{parse, FileSource};
+use holdfast_controller::translate::{translate, Config};
+use std::path::Path;
+
+const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: holdfast}\nspec: {controller: holdfast.io/ingress-controller}\n";
+
+fn service(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n")
+}
+
+fn load(source: &FileSource) -> Index {
+    let mut index = Index::default();
+    assert!(source.objects().reset_index(&mut index).is_empty());
+    index
+}
+
+#[test]
+fn example_manifests_translate_into_a_route_to_the_local_upstream() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples/local");
+    let mut source = FileSource::new(&dir);
+    let scan = source.scan().unwrap();
+    assert!(scan.rejected.is_empty(), "{:?}", scan.rejected);
+    let t = translate(&load(&source), &Config::default());
+    assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
+    t.snapshot.validate().unwrap();
+    let route = &t.snapshot.hosts[0].paths[0];
+    assert_eq!((t.snapshot.hosts[0].host.as_str(), route.path.as_str()), ("", "/"));
+    assert_eq!(route.target.backend, "default/uploads:80");
+    assert_eq!(route.target.policy.as_deref(), Some("default/large-uploads"));
+    let endpoint = &t.snapshot.backends["default/uploads:80"].endpoints[0];
+    assert_eq!((endpoint.address.as_str(), endpoint.port, endpoint.ready), ("127.0.0.1", 3000, true));
+    assert_eq!(t.snapshot.policies["default/large-uploads"].max_body_size_bytes, 1 << 30);
+    let status = &t.report.policies.values().next().unwrap();
+    assert!(status.accepted.status && status.resolved_refs.status);
+}
+
+#[test]
+fn reads_several_documents_and_ignores_other_kinds() {
+    let yaml = format!(
+        "{CLASS}---\n{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: x, namespace: default}}\n---\n",
+        service("web")
+    );
+    let objects = parse(Path::new("all.yaml"), yaml.as_bytes()).unwrap();
+    assert_eq!((objects.classes.len(), objects.services.len()), (1, 1));
+}
+
+#[test]
+fn refuses_a_file_with_the_document_and_the_reason() {
+    let cases = [
+        (
+            "kind: Service\napiVersion: v1\nmetadata: {name: a}\n",
+            "document 1 (Service): Service a has no metadata.namespace",
+        ),
+        (
+            "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: a, namespace: d}\n",
+            "apiVersion \"extensions/v1beta1\" is not supported",
+        ),
+        ("metadata: {name: a}\n", "has no kind"),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: d}\nspec: {ports: 80}\n",
+            "document 1 (Service)",
+        ),
+        ("a: [\n", "document 1"),
+    ];
+    for (yaml, expected) in cases {
+        let text = format!("{CLASS}---\n{yaml}");
+        let error = parse(Path::new("f.yaml"), text.as_bytes()).unwrap_err().to_string();
+        let expected = expected.replace("document 1", "document 2");
+        assert!(error.contains(&expected), "{yaml:?}: {error}");
+    }
+}
+
+#[test]
+fn broken_file_keeps_its_previous_objects_and_removed_file_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.yaml");
+    std::fs::write(dir.path().join("class.yaml"), CLASS).unwrap();
+    std::fs::write(&path, service("web")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let mut source = FileSource::new(dir.path());
+    assert!(source.scan().unwrap().changed);
+    assert_eq!(load(&source).services.len(), 1);
+
+    std::fs::write(&path, "apiVersion: v1\nkind: Service\nmetadata: {name: [broken\n").unwrap();
+    let scan = source.scan().unwrap();
+    assert!(!scan.changed);
+    assert!(scan.rejected[0].to_string().contains("app.yaml"), "{}", scan.rejected[0]);
+    assert_eq!(load(&source).services.len(), 1, "previous objects stay");
+    assert!(source.scan().unwrap().rejected.is_empty(), "an unchanged broken file is reported once");
+
+    std::fs::write(&path, format!("{}---\n{}", service("web"), service("api"))).unwrap();
+    assert!(source.scan().unwrap().changed);
+    assert_eq!(load(&source).services.len(), 2);
+
+    std::fs::remove_file(&path).unwrap();
+    assert!(source.scan().unwrap().changed);
+    assert!(load(&source).services.is_empty());
+    assert_eq!(load(&source).classes.len(), 1);
+}

@@ -1,0 +1,68 @@
+//! The watch → index → translation seam, with scripted watch streams standing in for the API server's (a test
+//! double of the watch API): applies, deletes and relists reach the published snapshot.
+
+mod support;
+
+use futures::stream;
+use holdfast_controller::drain;
+use holdfast_controller::publish::{self, Shared};
+use holdfast_controller::source::kube::{feed, WatchFeed};
+use holdfast_controller::translate::Config;
+use kube::runtime::watcher::Event;
+use std::sync::Arc;
+use std::time::Duration;
+use support::objects;
+use tokio::sync::watch;
+
+#[test]
+fn relist_removes_objects_deleted_while_the_watch_was_down() {
+    let shared = Shared::default();
+    let mut watch = WatchFeed::default();
+    let names = || shared.read(|index| index.slices.keys().map(|k| k.name.clone()).collect::<Vec<_>>());
+    for event in [
+        Event::Init,
+        Event::InitApply(objects::slice("a", "web", "10.0.0.1")),
+        Event::InitApply(objects::slice("b", "web", "10.0.0.2")),
+        Event::InitDone,
+        Event::Apply(objects::slice("c", "web", "10.0.0.3")),
+        Event::Delete(objects::slice("a", "web", "10.0.0.1")),
+    ] {
+        watch.handle(event, &shared);
+    }
+    assert_eq!(names(), ["b", "c"]);
+    // The watch restarts; "b" was deleted meanwhile and is not listed again.
+    watch.handle(Event::Init, &shared);
+    watch.handle(Event::InitApply(objects::slice("c", "web", "10.0.0.3")), &shared);
+    assert_eq!(names(), ["b", "c"], "an unfinished relist changes nothing yet");
+    watch.handle(Event::InitDone, &shared);
+    assert_eq!(names(), ["c"]);
+}
+
+#[tokio::test]
+async fn watch_events_reach_the_published_snapshot() {
+    let shared = Arc::new(Shared::default());
+    let (tx, mut rx) = watch::channel(None);
+    let (trigger, shutdown) = drain::channel();
+    let publisher = tokio::spawn(publish::run(shared.clone(), Config::default(), tx, Default::default(), shutdown));
+
+    feed(stream::iter(vec![Ok(Event::Apply(objects::class()))]), &shared).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::service("web")))]), &shared).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::ingress("app", "web")))]), &shared).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::slice("s", "web", "10.0.0.7")))]), &shared).await;
+
+    let published = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|t| t.is_some())).await.unwrap().unwrap();
+    let snapshot = &published.as_ref().unwrap().snapshot;
+    assert_eq!(snapshot.hosts[0].host, "app.test");
+    assert_eq!(snapshot.backends["default/web:80"].endpoints[0].address, "10.0.0.7");
+    drop(published);
+
+    feed(stream::iter(vec![Ok(Event::Delete(objects::slice("s", "web", "10.0.0.7")))]), &shared).await;
+    let emptied = tokio::time::timeout(
+        Duration::from_secs(2),
+        rx.wait_for(|t| t.as_ref().is_some_and(|t| t.snapshot.backends["default/web:80"].endpoints.is_empty())),
+    )
+    .await;
+    assert!(emptied.is_ok(), "a deleted EndpointSlice must take its endpoints out of the snapshot");
+    trigger.fire();
+    publisher.await.unwrap();
+}

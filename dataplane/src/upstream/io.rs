@@ -1,0 +1,61 @@
+//! The upstream socket as hyper's client sees it.
+//!
+//! An upstream may send a complete response early — say 413 with `Connection: close` after reading 1 MB of a
+//! 100 MB body — and close, which makes our next write fail with a reset (seed 001). If hyper saw that write error
+//! it would fail the request before reading the response already waiting in the socket. So a failed write is
+//! recorded and further writes are discarded: hyper goes on to read, and either finds the upstream's response (which
+//! the client then gets, and which is not replayed) or the end of the connection (a reset before the response, which
+//! is replayed as usual).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub struct UpstreamIo {
+    inner: TcpStream,
+    write_failed: bool,
+}
+
+impl UpstreamIo {
+    pub fn new(inner: TcpStream) -> Self {
+        UpstreamIo { inner, write_failed: false }
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.write_failed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "upstream stopped accepting the request; reading its response");
+                self.write_failed = true;
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_failed {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_failed {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
