@@ -127,6 +127,7 @@ pub fn check_policy(policy: Policy) -> Result<(), SnapshotError> {
         default_backend: None,
         backends: BTreeMap::new(),
         policies: BTreeMap::from([(String::from("p"), policy)]),
+        tls: Vec::new(),
     };
     snapshot.validate()
 }

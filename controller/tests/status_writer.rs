@@ -92,3 +92,26 @@ async fn failed_writes_are_retried_and_a_new_term_writes_afresh() {
     writer.sync(&api, &world("1Gi"), Some(&addresses()), now()).await;
     assert_eq!(api.take().len(), 4);
 }
+
+#[tokio::test]
+async fn a_new_leader_does_not_rewrite_a_status_the_api_already_shows() {
+    let api = RecordingClusterDouble::default();
+    let mut first_term = StatusWriter::default();
+    first_term.sync(&api, &world("1Gi"), None, now()).await;
+    let written =
+        api.take().into_iter().find_map(|c| if let Call::PolicyStatus(_, s) = c { Some(s) } else { None }).unwrap();
+
+    // The watch now shows the written status; a fresh writer (new leader) finds nothing to do.
+    let mut index = Index::default();
+    index.apply(objects::class()).unwrap();
+    index.apply(objects::service("web")).unwrap();
+    index.apply(objects::ingress("app", "web")).unwrap();
+    index.apply(objects::ingress("broken", "ghost")).unwrap();
+    let mut policy =
+        objects::policy("limits", json!({"targetRefs": [{"kind": "Ingress", "name": "app"}], "maxBodySize": "1Gi"}));
+    policy.status = Some(written);
+    index.apply(policy).unwrap();
+    let later = Time("2024-06-01T00:00:00Z".parse().unwrap());
+    StatusWriter::default().sync(&api, &translate(&index, &Config::default()), None, later).await;
+    assert!(!api.take().iter().any(|c| matches!(c, Call::PolicyStatus(..))));
+}

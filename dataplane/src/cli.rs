@@ -15,6 +15,9 @@ pub struct Args {
     /// Client listener (HTTP/1.1 and h2c).
     #[arg(long, env = "HOLDFAST_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// TLS client listener (HTTP/1.1 and HTTP/2 by ALPN); certificates come from the route snapshot.
+    #[arg(long, env = "HOLDFAST_LISTEN_TLS", default_value = "0.0.0.0:8443")]
+    pub listen_tls: SocketAddr,
     /// Admin listener: route snapshots, health, metrics. Keep it on loopback.
     #[arg(long, env = "HOLDFAST_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,

@@ -19,6 +19,7 @@ pub mod route;
 pub mod server;
 pub mod spool;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct Dataplane {
     pub spool: spool::SpoolConfig,
     pub metrics: Arc<metrics::Metrics>,
     pub drain: Arc<drain::Drain>,
+    /// The TLS listener's certificates, replaced with each snapshot.
+    pub certs: Arc<tls::CertStore>,
+    /// Serializes snapshot applies, so routes and certificates always come from the same snapshot.
+    apply_lock: std::sync::Mutex<()>,
 }
 
 /// Process-wide settings that are not per route.
@@ -43,26 +48,32 @@ pub struct Settings {
 }
 
 impl Dataplane {
-    pub fn new(settings: &Settings) -> Arc<Self> {
+    pub fn new(settings: &Settings) -> Result<Arc<Self>, tls::TlsError> {
         let metrics = Arc::new(metrics::Metrics::new());
         let spool = spool::SpoolConfig {
             dir: settings.spool_dir.clone(),
             quota: Arc::new(spool::SpoolQuota::new(settings.spool_quota)),
             metrics: metrics.clone(),
         };
-        Arc::new(Dataplane {
+        Ok(Arc::new(Dataplane {
             config: state::ConfigStore::default(),
             health: balance::Health::default(),
             pool: upstream::Pool::new(settings.upstream_idle_timeout),
             spool,
             metrics,
             drain: Arc::new(drain::Drain::default()),
-        })
+            certs: Arc::new(tls::CertStore::new()?),
+            apply_lock: std::sync::Mutex::new(()),
+        }))
     }
 
     /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
     pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
+        let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Certificates are checked before anything changes, so a bad one refuses the whole snapshot.
+        let certs = tls::CertMap::compile(&snapshot.tls)?;
         let active = self.config.apply(snapshot)?;
+        self.certs.replace(certs);
         let present: std::collections::HashSet<_> = active.backends.values().flat_map(|b| b.addresses()).collect();
         self.health.retain(|addr| present.contains(addr));
         self.metrics.config_version.set(snapshot.version as i64);

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         spool_quota: args.spool_quota,
         upstream_idle_timeout: args.upstream_idle_timeout,
     };
-    let dp = Dataplane::new(&settings);
+    let dp = Dataplane::new(&settings)?;
     if let Some(path) = &args.config_file {
         let bytes = std::fs::read(path).with_context(|| format!("reading --config-file {}", path.display()))?;
         let snapshot = holdfast_snapshot::Snapshot::from_json(&bytes)
@@ -27,10 +27,13 @@ async fn main() -> anyhow::Result<()> {
         dp.apply(&snapshot)?;
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let tls_listener = TcpListener::bind(args.listen_tls)
+        .await
+        .with_context(|| format!("binding --listen-tls {}", args.listen_tls))?;
     let admin_listener =
         TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
     tracing::info!(
-        listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, spool_dir = %args.spool_dir.display(),
+        listen = %listener.local_addr()?, listen_tls = %tls_listener.local_addr()?, admin = %admin_listener.local_addr()?, spool_dir = %args.spool_dir.display(),
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
         max_requests_per_connection = args.max_requests_per_connection, "holdfast dataplane started"
@@ -45,13 +48,20 @@ async fn main() -> anyhow::Result<()> {
     // The admin listener stays up through the drain: the kubelet must see /readyz fail, and metrics stay readable.
     let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), std::future::pending()));
     let (drain, delay) = (dp.drain.clone(), args.shutdown_delay);
-    let stop_accepting = async move {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
         drain.start();
         tracing::info!(?delay, "not ready; listeners close after the shutdown delay");
         tokio::time::sleep(delay).await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
-    server::serve(listener, dp, options, stop_accepting).await;
+    let tls = server::serve_tls(tls_listener, dp.clone(), options.clone(), stopped(stop_rx.clone()));
+    let (_, tls) = tokio::join!(server::serve(listener, dp, options, stopped(stop_rx)), tls);
+    tls?;
     admin_task.abort();
     tracing::info!("drained; exiting");
     Ok(())

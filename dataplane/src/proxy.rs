@@ -30,6 +30,7 @@ pub async fn handle(
     let (method, path, version) = (request.method().clone(), request.uri().path().to_string(), request.version());
     let served = conn.count_request();
     let (result, policy) = match find_route(&dp, &request) {
+        Ok(route) if route.redirect_https && client.scheme == "http" => (Ok(redirect_to_https(&request)), None),
         Ok(route) => (proxy(&dp, &client, &conn, &route, request, &request_id).await, Some(route.policy.clone())),
         Err(no_route) => (Err(no_route), None),
     };
@@ -102,6 +103,19 @@ async fn proxy(
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// 308 keeps the method and body, so an upload sent to the wrong scheme is retried correctly by the client.
+fn redirect_to_https(request: &Request<Incoming>) -> Response<ProxyBody> {
+    let authority = request.uri().authority().map(|a| a.as_str());
+    let authority = authority.or_else(|| request.headers().get(header::HOST)?.to_str().ok()).unwrap_or("");
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{}{path}", host_of(authority));
+    let mut response = crate::error::text_response(http::StatusCode::PERMANENT_REDIRECT, format!("{location}\n"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {

@@ -35,6 +35,35 @@ pub struct Snapshot {
     /// Upload policies by name (the controller uses `namespace/name`, or `default` for its flag defaults).
     #[serde(default)]
     pub policies: BTreeMap<String, Policy>,
+    /// Certificates for the TLS listener, chosen by SNI (from the Ingresses' `tls` sections).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsCertificate>,
+}
+
+/// A certificate chain and its key for some hosts (a `kubernetes.io/tls` Secret).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// Exact names or `*.example.com` wildcards.
+    pub hosts: Vec<String>,
+    /// PEM: the leaf certificate first, then intermediates.
+    pub cert_pem: String,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: String,
+    /// Where it came from (for example `secret default/photos-tls`), for errors and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Never prints the key: snapshots are logged and compared in tests.
+impl std::fmt::Debug for TlsCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("hosts", &self.hosts)
+            .field("source", &self.source)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// The paths of one host. `host` is an exact DNS name, a wildcard `*.example.com` (exactly one label), or empty for
@@ -76,6 +105,9 @@ pub struct RouteTarget {
     /// Where this route came from (for example `ingress default/photos`), for logs and error bodies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Answer plain-HTTP requests with a permanent redirect to HTTPS (an Ingress annotation turns it on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_https: bool,
 }
 
 /// A Service port and the endpoints behind it.

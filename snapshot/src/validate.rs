@@ -28,6 +28,10 @@ pub enum SnapshotError {
     BadEndpointAddress { backend: String, index: usize, address: String },
     #[error("backends[{backend:?}].endpoints[{index}].port must not be 0")]
     BadEndpointPort { backend: String, index: usize },
+    #[error("tls[{index}].hosts has {host:?}, which is not a valid host")]
+    BadTlsHost { index: usize, host: String },
+    #[error("tls[{index}] ({source_name}) is not a usable certificate and key: {reason}")]
+    BadCertificate { index: usize, source_name: String, reason: String },
     #[error("policies[{policy:?}].{field} {reason}")]
     BadPolicy { policy: String, field: &'static str, reason: &'static str },
 }
@@ -58,6 +62,11 @@ impl Snapshot {
         }
         for (name, policy) in &self.policies {
             validate_policy(name, policy)?;
+        }
+        for (index, cert) in self.tls.iter().enumerate() {
+            if let Some(host) = cert.hosts.iter().find(|h| h.is_empty() || !valid_host(h)) {
+                return Err(SnapshotError::BadTlsHost { index, host: host.clone() });
+            }
         }
         Ok(())
     }

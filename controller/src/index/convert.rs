@@ -11,6 +11,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const POLICY_ANNOTATION: &str = "holdfast.io/upload-policy";
+pub const SSL_REDIRECT_ANNOTATION: &str = "holdfast.io/ssl-redirect";
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -61,6 +62,7 @@ impl Convert for Ingress {
             class_name: spec.ingress_class_name,
             legacy_class: annotation(meta, LEGACY_CLASS_ANNOTATION).map(str::to_string),
             policy_annotation: annotation(meta, POLICY_ANNOTATION).map(str::to_string),
+            ssl_redirect_annotation: annotation(meta, SSL_REDIRECT_ANNOTATION).map(str::to_string),
             nginx,
             default_backend: spec.default_backend.map(backend),
             rules: rules.collect(),
@@ -130,11 +132,13 @@ impl Convert for Secret {
         }
         // `stringData` only exists in manifests (the API server folds it into `data`), but the file source reads
         // manifests.
-        let has = |name: &str| {
-            self.data.as_ref().and_then(|d| d.get(name)).is_some_and(|v| !v.0.is_empty())
-                || self.string_data.as_ref().and_then(|d| d.get(name)).is_some_and(|v| !v.is_empty())
+        let pem = |name: &str| {
+            let from_data =
+                self.data.as_ref().and_then(|d| d.get(name)).and_then(|v| String::from_utf8(v.0.clone()).ok());
+            let from_string_data = || self.string_data.as_ref().and_then(|d| d.get(name)).cloned();
+            from_data.or_else(from_string_data).filter(|p| !p.trim().is_empty()).map(Pem)
         };
-        Some(TlsSecretModel { has_cert: has("tls.crt"), has_key: has("tls.key") })
+        Some(TlsSecretModel { cert_pem: pem("tls.crt"), key_pem: pem("tls.key") })
     }
 }
 

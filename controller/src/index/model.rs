@@ -59,6 +59,8 @@ pub struct IngressModel {
     pub legacy_class: Option<String>,
     /// `holdfast.io/upload-policy`.
     pub policy_annotation: Option<String>,
+    /// `holdfast.io/ssl-redirect`.
+    pub ssl_redirect_annotation: Option<String>,
     /// The `nginx.ingress.kubernetes.io/*` annotations, prefix removed.
     pub nginx: std::collections::BTreeMap<String, String>,
     pub default_backend: Option<BackendModel>,
@@ -151,10 +153,19 @@ pub struct SliceEndpointModel {
     pub terminating: bool,
 }
 
-/// A `kubernetes.io/tls` Secret: only whether it holds a certificate and key. The key material is not kept until the
-/// snapshot has a place for it, so it can never reach a log.
+/// A `kubernetes.io/tls` Secret's certificate chain and key, as PEM text. `None` when absent, empty or not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSecretModel {
-    pub has_cert: bool,
-    pub has_key: bool,
+    pub cert_pem: Option<Pem>,
+    pub key_pem: Option<Pem>,
+}
+
+/// PEM text from a Secret. Its `Debug` never shows the content, so a logged model cannot leak a private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem(pub String);
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem(<{} bytes redacted>)", self.0.len())
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::model::Age;
 use crate::overrides::{FieldError, PolicyOverrides};
-use holdfast_crds::{TargetRef, UploadPolicy};
+use holdfast_crds::{TargetRef, UploadPolicy, UploadPolicyStatus};
 
 #[derive(Debug)]
 pub struct PolicyModel {
@@ -14,6 +14,8 @@ pub struct PolicyModel {
     pub parsed: Result<PolicyOverrides, Vec<FieldError>>,
     /// The newest spec of this object that parsed, if any. Equal to `parsed` when that is `Ok`.
     pub last_good: Option<PolicyOverrides>,
+    /// The status as the API last showed it, so a new leader keeps transition times instead of rewriting them.
+    pub observed_status: Option<UploadPolicyStatus>,
 }
 
 impl PolicyModel {
@@ -29,6 +31,7 @@ impl PolicyModel {
             targets: policy.spec.target_refs,
             parsed,
             last_good,
+            observed_status: policy.status,
         }
     }
 

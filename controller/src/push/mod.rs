@@ -12,6 +12,7 @@ use crate::drain::Shutdown;
 use crate::metrics::{PushMetrics, PushOutcome};
 use crate::translate::Translation;
 use bytes::Bytes;
+use holdfast_snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -58,37 +59,43 @@ impl Pusher {
         Pusher { client, timing, metrics: PushMetrics::default(), ready: watch::channel(false).0 }
     }
 
-    /// Pushes what `rx` publishes until shutdown.
+    /// Pushes what `rx` publishes until shutdown. A publication whose snapshot equals the one the dataplane already
+    /// accepted (only the report changed) is not pushed; after a dataplane restart the snapshot is pushed regardless.
     pub async fn run(self, mut rx: watch::Receiver<Option<Arc<Translation>>>, mut shutdown: Shutdown) {
-        let mut accepted: Option<u64> = None;
+        let mut accepted: Option<(u64, Snapshot)> = None;
         if rx.borrow().is_some() {
             // Published before we started: push it without waiting for the next change.
             rx.mark_changed();
         }
         loop {
-            let mut pending = tokio::select! {
+            let force = tokio::select! {
                 changed = rx.changed() => match changed {
-                    Ok(()) => true,
+                    Ok(()) => false,
                     Err(_) => return,
                 },
-                _ = tokio::time::sleep(self.timing.resync) => needs_repush(&self.client, accepted).await,
+                _ = tokio::time::sleep(self.timing.resync) => {
+                    if !needs_repush(&self.client, accepted.as_ref().map(|(v, _)| *v)).await {
+                        continue;
+                    }
+                    true
+                }
                 _ = shutdown.wait() => return,
             };
             let mut backoff = self.timing.initial_backoff;
-            while pending {
+            loop {
                 let Some(translation) = rx.borrow_and_update().clone() else { break };
-                match push_once(&self.client, &translation, accepted).await {
+                if !force && accepted.as_ref().is_some_and(|(_, snapshot)| *snapshot == translation.snapshot) {
+                    break;
+                }
+                match push_once(&self.client, &translation, accepted.as_ref().map(|(v, _)| *v)).await {
                     Ok(version) => {
-                        tracing::info!(
-                            version,
-                            hosts = translation.snapshot.hosts.len(),
-                            "Dataplane accepted the snapshot"
-                        );
+                        let hosts = translation.snapshot.hosts.len();
+                        tracing::info!(version, hosts, "Dataplane accepted the snapshot");
                         self.metrics.count(PushOutcome::Accepted);
                         self.metrics.accepted_version.set(i64::try_from(version).unwrap_or(i64::MAX));
                         self.ready.send_replace(true);
-                        accepted = Some(version);
-                        pending = false;
+                        accepted = Some((version, translation.snapshot.clone()));
+                        break;
                     }
                     Err(error) => {
                         self.metrics.count(error.outcome());

@@ -58,6 +58,7 @@ mod tests {
             accepted: state(accepted, if accepted { "Accepted" } else { "Invalid" }),
             resolved_refs: state(true, "ResolvedRefs"),
             attached_routes: ["default/up * /".to_string()].into(),
+            observed: None,
         }
     }
 

@@ -39,7 +39,8 @@ impl StatusWriter {
     /// Writes what differs from the last successful writes. `addresses`: `None` leaves Ingress status alone.
     pub async fn sync<W: ClusterWriter>(&mut self, api: &W, t: &Translation, addresses: Option<&[String]>, now: Time) {
         for (key, computed) in &t.report.policies {
-            let previous = self.policies.get(key);
+            // What this replica wrote, else what the API shows (written by an earlier leader or process).
+            let previous = self.policies.get(key).or(computed.observed.as_ref());
             let next = policy_status(previous, computed, &now);
             if previous.is_some_and(|p| !differs(p, &next)) {
                 continue;

@@ -9,6 +9,7 @@ mod nginx;
 mod policy;
 mod report;
 mod routes;
+mod tls;
 
 pub use policy::DEFAULT_POLICY;
 pub use report::{ConditionState, PolicyStatus, Reason, Report, Warning};
@@ -55,32 +56,28 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
     }
     report.policies = policies;
     let mut routes = routes::Routes::new(index, config, &mut report);
+    let mut certificates = tls::Certificates::default();
     for (key, ingress) in class::owned_ingresses(index, &config.controller_name) {
         report.ingresses.insert(key.clone());
-        check_tls(index, key, ingress, &mut report);
+        certificates.add_ingress(index, key, ingress, &mut report);
         routes.add_ingress(key, ingress, &mut report);
     }
-    Translation { snapshot: routes.into_snapshot(), report }
+    let mut snapshot = routes.into_snapshot();
+    snapshot.tls = certificates.into_certificates();
+    Translation { snapshot, report }
 }
 
-/// TLS Secrets an Ingress names must exist and hold a certificate and key. Routes are kept either way: the
-/// snapshot does not carry certificates yet, and a missing Secret must not take plain-HTTP routes down.
-fn check_tls(index: &Index, key: &crate::index::ObjectKey, ingress: &crate::index::IngressModel, report: &mut Report) {
-    for tls in &ingress.tls {
-        let Some(secret_name) = &tls.secret_name else { continue };
-        let secret_key = crate::index::ObjectKey::new(&key.namespace, secret_name);
-        match index.secrets.get(&secret_key) {
-            None => {
-                let message = format!("TLS Secret {secret_key} does not exist or is not of type kubernetes.io/tls");
-                report.warn("Ingress", key, Reason::TlsSecretNotFound, message);
-            }
-            Some(secret) if !(secret.has_cert && secret.has_key) => {
-                let message = format!("TLS Secret {secret_key} lacks tls.crt or tls.key");
-                report.warn("Ingress", key, Reason::TlsSecretIncomplete, message);
-            }
-            Some(_) => {}
-        }
-    }
+/// Asks the snapshot's own validation, so a host the dataplane would refuse never reaches (and sinks) a push.
+fn host_is_valid(host: &str) -> bool {
+    let probe = Snapshot {
+        version: 1,
+        hosts: vec![holdfast_snapshot::HostRule { host: host.to_string(), paths: Vec::new() }],
+        default_backend: None,
+        backends: Default::default(),
+        policies: Default::default(),
+        tls: Vec::new(),
+    };
+    probe.validate().is_ok()
 }
 
 #[cfg(test)]

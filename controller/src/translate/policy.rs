@@ -146,5 +146,11 @@ fn status(index: &Index, key: &ObjectKey, policy: &PolicyModel) -> PolicyStatus 
             message: format!("targets not found in namespace {}: {}", key.namespace, missing.join(", ")),
         }
     };
-    PolicyStatus { generation: policy.generation, accepted, resolved_refs, attached_routes: Default::default() }
+    PolicyStatus {
+        generation: policy.generation,
+        accepted,
+        resolved_refs,
+        attached_routes: Default::default(),
+        observed: policy.observed_status.clone(),
+    }
 }

@@ -15,7 +15,8 @@ pub enum Reason {
     ServiceNotFound,
     ServicePortNotFound,
     TlsSecretNotFound,
-    TlsSecretIncomplete,
+    TlsSecretInvalid,
+    TlsHostConflict,
     PolicyNotFound,
     PolicyInvalid,
     PolicyConflict,
@@ -34,7 +35,8 @@ impl Reason {
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::ServicePortNotFound => "ServicePortNotFound",
             Reason::TlsSecretNotFound => "TlsSecretNotFound",
-            Reason::TlsSecretIncomplete => "TlsSecretIncomplete",
+            Reason::TlsSecretInvalid => "TlsSecretInvalid",
+            Reason::TlsHostConflict => "TlsHostConflict",
             Reason::PolicyNotFound => "PolicyNotFound",
             Reason::PolicyInvalid => "PolicyInvalid",
             Reason::PolicyConflict => "PolicyConflict",
@@ -62,16 +64,18 @@ pub struct ConditionState {
 }
 
 /// What the controller made of one UploadPolicy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyStatus {
     pub generation: Option<i64>,
     pub accepted: ConditionState,
     pub resolved_refs: ConditionState,
     /// `namespace/ingress host path` of each route it governs.
     pub attached_routes: BTreeSet<String>,
+    /// The status the API last showed for the policy.
+    pub observed: Option<holdfast_crds::UploadPolicyStatus>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     pub warnings: Vec<Warning>,
     pub policies: BTreeMap<ObjectKey, PolicyStatus>,

@@ -26,6 +26,7 @@ pub struct Routes<'a> {
 struct IngressCtx<'a, 'b> {
     key: &'b ObjectKey,
     policy: IngressPolicy<'a>,
+    redirect_https: bool,
 }
 
 impl<'a> Routes<'a> {
@@ -44,13 +45,17 @@ impl<'a> Routes<'a> {
 
     /// Adds every route of one Ingress; Ingresses must come oldest first.
     pub fn add_ingress(&mut self, key: &ObjectKey, ingress: &IngressModel, report: &mut Report) {
-        let ctx = IngressCtx { key, policy: IngressPolicy::new(self.index, &self.targets, key, ingress, report) };
+        let ctx = IngressCtx {
+            key,
+            policy: IngressPolicy::new(self.index, &self.targets, key, ingress, report),
+            redirect_https: redirect_https(key, ingress, report),
+        };
         if let Some(model) = &ingress.default_backend {
             self.add_default_backend(&ctx, model, report);
         }
         for rule in &ingress.rules {
             let host = rule.host.to_ascii_lowercase();
-            if !host_is_valid(&host) {
+            if !super::host_is_valid(&host) {
                 let message = format!("host {:?} is not a DNS name or a *. wildcard of one; rule skipped", rule.host);
                 report.warn("Ingress", key, Reason::InvalidHost, message);
                 continue;
@@ -133,7 +138,12 @@ impl<'a> Routes<'a> {
             }
         }
         self.policies.insert(name.clone(), policy);
-        Some(RouteTarget { backend: resolution.name, policy: Some(name), source: Some(format!("ingress {}", ctx.key)) })
+        Some(RouteTarget {
+            backend: resolution.name,
+            policy: Some(name),
+            source: Some(format!("ingress {}", ctx.key)),
+            redirect_https: ctx.redirect_https,
+        })
     }
 
     pub fn into_snapshot(self) -> Snapshot {
@@ -143,8 +153,33 @@ impl<'a> Routes<'a> {
             default_backend: self.default_backend.map(|(target, _)| target),
             backends: self.backends,
             policies: self.policies,
+            tls: Vec::new(),
         }
     }
+}
+
+/// Whether plain-HTTP requests to this Ingress's routes are redirected to HTTPS. Off unless asked for, with
+/// `holdfast.io/ssl-redirect: "true"` or, for users of ingress-nginx, its `force-ssl-redirect` or `ssl-redirect`
+/// set explicitly to `"true"` (ingress-nginx's implicit redirect for TLS Ingresses is not copied: the dataplane may
+/// have no TLS listener). The Holdfast annotation wins.
+fn redirect_https(key: &ObjectKey, ingress: &IngressModel, report: &mut Report) -> bool {
+    let candidates = [
+        ("holdfast.io/ssl-redirect", ingress.ssl_redirect_annotation.as_deref()),
+        ("nginx.ingress.kubernetes.io/force-ssl-redirect", ingress.nginx.get("force-ssl-redirect").map(String::as_str)),
+        ("nginx.ingress.kubernetes.io/ssl-redirect", ingress.nginx.get("ssl-redirect").map(String::as_str)),
+    ];
+    for (name, value) in candidates {
+        match value {
+            None => continue,
+            Some("true") => return true,
+            Some("false") => return false,
+            Some(other) => {
+                let message = format!("{name}: {other:?} must be \"true\" or \"false\"; annotation ignored");
+                report.warn("Ingress", key, Reason::InvalidAnnotation, message);
+            }
+        }
+    }
+    false
 }
 
 /// The path and its type as the snapshot takes them. An `ImplementationSpecific` path may be omitted and then
@@ -170,16 +205,4 @@ fn path_type_name(path_type: PathType) -> &'static str {
         PathType::Prefix => "Prefix",
         PathType::ImplementationSpecific => "ImplementationSpecific",
     }
-}
-
-/// Asks the snapshot's own validation, so a host the dataplane would refuse never reaches (and sinks) a push.
-fn host_is_valid(host: &str) -> bool {
-    let probe = Snapshot {
-        version: 1,
-        hosts: vec![HostRule { host: host.to_string(), paths: Vec::new() }],
-        default_backend: None,
-        backends: BTreeMap::new(),
-        policies: BTreeMap::new(),
-    };
-    probe.validate().is_ok()
 }

@@ -20,6 +20,8 @@ pub struct Route {
     pub policy: Arc<Policy>,
     /// The object the route came from, for logs.
     pub source: Option<Arc<str>>,
+    /// Plain-HTTP requests get a redirect to HTTPS.
+    pub redirect_https: bool,
 }
 
 /// The compiled routing table of one snapshot.
@@ -58,6 +60,7 @@ impl RouteTable {
                 backend: Arc::from(target.backend.as_str()),
                 policy: policy.clone(),
                 source: target.source.as_deref().map(Arc::from),
+                redirect_https: target.redirect_https,
             })
         };
         let mut table =

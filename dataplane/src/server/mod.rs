@@ -1,4 +1,5 @@
-//! The client listener: accepts connections and serves HTTP/1.1 and HTTP/2 (h2c, by preface) on them.
+//! The client listeners: accept connections and serve HTTP/1.1 and HTTP/2 on them — h2c by preface on the plain
+//! listener, ALPN `h2` or `http/1.1` on the TLS listener.
 //!
 //! HTTP/1 connections support half-close (a client may shut down its write side after its request and still get
 //! the response) and close with lingering when a response went out before the request body was read
@@ -6,7 +7,7 @@
 //!
 //! Entry points take an already-bound listener and a shutdown future, so tests bind `127.0.0.1:0` and never race a
 //! rebind. On shutdown the listener closes, open connections are asked to finish (keep-alive ends after the request
-//! in flight), and requests in flight, replays included, get up to the drain timeout to complete.
+//! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
 mod client_io;
 
@@ -17,16 +18,18 @@ use crate::Dataplane;
 use client_io::ClientIo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
-/// How the client listener behaves.
+/// How the client listeners behave.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Longest a client may take to send a request head.
+    /// Longest a client may take to send a request head (and, on the TLS listener, to finish the handshake).
     pub header_read_timeout: Duration,
     /// Longest the server waits for requests in flight after shutdown begins.
     pub drain_timeout: Duration,
@@ -36,11 +39,33 @@ pub struct ServeOptions {
     pub max_requests_per_connection: u32,
 }
 
-/// Serves clients until `shutdown` resolves, then drains.
+/// Serves plain-text clients until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     dp: Arc<Dataplane>,
     options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_listener(listener, dp, options, None, shutdown).await
+}
+
+/// Serves TLS clients (certificates from the snapshot, chosen by SNI) until `shutdown` resolves, then drains.
+pub async fn serve_tls(
+    listener: TcpListener,
+    dp: Arc<Dataplane>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), crate::tls::TlsError> {
+    let acceptor = TlsAcceptor::from(dp.certs.server_config()?);
+    serve_listener(listener, dp, options, Some(acceptor), shutdown).await;
+    Ok(())
+}
+
+async fn serve_listener(
+    listener: TcpListener,
+    dp: Arc<Dataplane>,
+    options: ServeOptions,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -51,6 +76,7 @@ pub async fn serve(
         .keep_alive(true)
         .half_close(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -66,21 +92,8 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let client = ClientInfo { addr, scheme: "http" };
-        let conn = Arc::new(ConnState::new(Arc::new(stream)));
-        let io = ClientIo::new(conn.clone(), options.lingering);
-        let (dp, max_requests) = (dp.clone(), options.max_requests_per_connection);
-        let service = hyper::service::service_fn(move |request| {
-            crate::proxy::handle(dp.clone(), client, conn.clone(), max_requests, request)
-        });
-        let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %addr, "client connection ended with an error");
-            }
-        });
+        let connection = Connection { dp: dp.clone(), builder: builder.clone(), options: options.clone(), addr };
+        tokio::spawn(connection.run(stream, tls.clone(), graceful.watcher()));
     }
     drop(listener);
     tracing::info!(open = graceful.count(), "draining client connections");
@@ -90,5 +103,49 @@ pub async fn serve(
     };
     if tokio::time::timeout(options.drain_timeout, drained).await.is_err() {
         tracing::warn!("drain timeout reached with requests still in flight");
+    }
+}
+
+/// One accepted client connection.
+struct Connection {
+    dp: Arc<Dataplane>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    options: ServeOptions,
+    addr: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, watcher: Watcher) {
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ConnState::new(Arc::new(stream)));
+        let io = ClientIo::new(conn.clone(), self.options.lingering);
+        let addr = self.addr;
+        let result = match tls {
+            None => self.serve(io, conn, "http", watcher).await,
+            Some(acceptor) => {
+                let handshake = tokio::time::timeout(self.options.header_read_timeout, acceptor.accept(io)).await;
+                match handshake {
+                    Ok(Ok(tls_stream)) => self.serve(tls_stream, conn, "https", watcher).await,
+                    Ok(Err(error)) => Err(format!("TLS handshake failed: {error}")),
+                    Err(_) => Err("TLS handshake timed out".to_string()),
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %addr, "client connection ended with an error");
+        }
+    }
+
+    async fn serve<I>(self, io: I, conn: Arc<ConnState>, scheme: &'static str, watcher: Watcher) -> Result<(), String>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let client = ClientInfo { addr: self.addr, scheme };
+        let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
+        let service = hyper::service::service_fn(move |request| {
+            crate::proxy::handle(dp.clone(), client, conn.clone(), max_requests, request)
+        });
+        let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
+        watcher.watch(connection).await.map_err(|e| e.to_string())
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 pub struct Harness {
     pub dp: Arc<Dataplane>,
     pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
     pub admin: SocketAddr,
     pub spool: tempfile::TempDir,
     stop: watch::Sender<bool>,
@@ -32,12 +33,14 @@ impl Harness {
             spool_quota: quota,
             upstream_idle_timeout: Duration::from_secs(4),
         };
-        let dp = Dataplane::new(&settings);
+        let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {
             dp.apply(&holdfast_snapshot::Snapshot::from_json(json.as_bytes()).unwrap()).unwrap();
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_addr = tls_listener.local_addr().unwrap();
         let (addr, admin) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
         let (stop, rx) = watch::channel(false);
         let wait = |mut rx: watch::Receiver<bool>| async move {
@@ -49,9 +52,10 @@ impl Harness {
             lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
             max_requests_per_connection: max_requests,
         };
+        tokio::spawn(server::serve_tls(tls_listener, dp.clone(), options.clone(), wait(rx.clone())));
         tokio::spawn(server::serve(listener, dp.clone(), options, wait(rx.clone())));
         tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
-        Harness { dp, addr, admin, spool, stop }
+        Harness { dp, addr, tls_addr, admin, spool, stop }
     }
 
     /// Asserts that no request holds a spool file any more and that nothing is left in the spool directory.
@@ -128,7 +132,8 @@ impl DataplaneProcess {
     pub async fn start(spool_dir: &Path, snapshot_file: &Path, extra: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdfast-dataplane"))
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--spool-dir"])
+            .args(["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--spool-dir"])
             .arg(spool_dir)
             .arg("--config-file")
             .arg(snapshot_file)

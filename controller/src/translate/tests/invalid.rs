@@ -64,15 +64,6 @@ fn invalid_ingresses_are_reported_and_never_drop_unrelated_routes() {
 }
 
 #[test]
-fn present_tls_secret_is_not_reported() {
-    let mut index = base_index();
-    add(&mut index, mk_tls_secret("default", "cert"));
-    let spec = json!({"tls": [{"hosts": ["a.test"], "secretName": "cert"}], "rules": [rule("a.test", "/", "Prefix", "web", json!(80))]});
-    add(&mut index, mk_ingress("default", "i", spec));
-    assert!(run(&index).report.warnings.is_empty());
-}
-
-#[test]
 fn objects_without_a_namespace_are_refused_not_defaulted() {
     let mut index = Index::default();
     let mut ingress = mk_ingress("default", "i", json!({}));

@@ -5,6 +5,7 @@ mod classes;
 mod invalid;
 mod policies;
 mod routing;
+mod tls;
 
 use super::{translate, Config, Translation};
 use crate::index::{Index, IndexKind, ObjectKey};
@@ -89,8 +90,13 @@ pub fn mk_policy(namespace: &str, name: &str, spec: Value) -> UploadPolicy {
     object(namespace, name, json!({"apiVersion": "holdfast.io/v1alpha1", "kind": "UploadPolicy", "spec": spec}))
 }
 
+pub const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+pub const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END PRIVATE KEY-----\n";
+
+/// A `kubernetes.io/tls` Secret with PEM-shaped (not cryptographically valid) content, as `stringData`.
 pub fn mk_tls_secret(namespace: &str, name: &str) -> Secret {
-    object(namespace, name, json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}}))
+    let data = json!({"tls.crt": CERT_PEM, "tls.key": KEY_PEM});
+    object(namespace, name, json!({"type": "kubernetes.io/tls", "stringData": data}))
 }
 
 pub fn created(at: &str) -> Value {

@@ -186,3 +186,28 @@ fn conflicts_without_creation_times_resolve_by_namespace_and_name() {
     assert_eq!(reasons(&t, "Ingress", "default", "b"), ["RouteConflict"]);
     assert_eq!(run(&index), t, "translation is deterministic");
 }
+
+#[test]
+fn https_redirect_is_off_unless_an_annotation_asks_for_it() {
+    let cases: [(&str, Value, bool, usize); 6] = [
+        ("no annotation", json!({}), false, 0),
+        ("holdfast", json!({"holdfast.io/ssl-redirect": "true"}), true, 0),
+        ("nginx force", json!({"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}), true, 0),
+        ("nginx explicit", json!({"nginx.ingress.kubernetes.io/ssl-redirect": "true"}), true, 0),
+        (
+            "holdfast wins",
+            json!({"holdfast.io/ssl-redirect": "false", "nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}),
+            false,
+            0,
+        ),
+        ("bad value", json!({"holdfast.io/ssl-redirect": "yes"}), false, 1),
+    ];
+    for (case, annotations, redirect, warnings) in cases {
+        let mut index = base_index();
+        let spec = json!({"rules": [rule("a.test", "/", "Prefix", "web", json!(80))]});
+        add(&mut index, mk_ingress_meta("default", "i", json!({"annotations": annotations}), spec));
+        let t = run(&index);
+        assert_eq!(t.snapshot.hosts[0].paths[0].target.redirect_https, redirect, "{case}");
+        assert_eq!(t.report.warnings.len(), warnings, "{case}");
+    }
+}
