@@ -110,7 +110,7 @@ def test_admin_listener_stays_on_loopback_unless_exposed(value_set):
     else:
         assert flag(dataplane, "admin") == "127.0.0.1:9901"
         assert "prometheus.io/scrape" not in annotations
-        assert [p["name"] for p in dataplane["ports"]] == ["http"]
+        assert [p["name"] for p in dataplane["ports"]] == ["http", "https"]
     assert flag(container(objects, "controller"), "dataplane-url") == "http://127.0.0.1:9901/config"
 
 
