@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -225,6 +225,7 @@ pub async fn watch(mut source: FileSource, shared: Arc<Shared>, mut shutdown: Sh
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dir_unreadable = false;
+    let mut last_rejected = BTreeSet::new();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -242,9 +243,12 @@ pub async fn watch(mut source: FileSource, shared: Arc<Shared>, mut shutdown: Sh
             }
         };
         dir_unreadable = false;
-        for error in &scan.rejected {
+        // An edited broken file is rejected once, but an unreadable one on every poll: log each error once in a row.
+        let rejected: BTreeSet<String> = scan.rejected.iter().map(ToString::to_string).collect();
+        for error in rejected.difference(&last_rejected) {
             tracing::warn!(%error, "Rejected a manifest file; the objects it defined before stay in force");
         }
+        last_rejected = rejected;
         if scan.changed {
             let objects = source.objects();
             for error in shared.update(|index| objects.reset_index(index)) {
