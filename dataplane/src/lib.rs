@@ -70,9 +70,8 @@ impl Dataplane {
     /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
     pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
         let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Certificates are checked before anything changes, so a bad one refuses the whole snapshot.
-        let certs = tls::CertMap::compile(&snapshot.tls)?;
         let active = self.config.apply(snapshot)?;
+        let certs = tls::CertMap::compile(&snapshot.tls);
         self.certs.replace(certs);
         let present: std::collections::HashSet<_> = active.backends.values().flat_map(|b| b.addresses()).collect();
         self.health.retain(|addr| present.contains(addr));

@@ -5,7 +5,7 @@
 //! replaces them without touching connections already open. rustls itself supplies the secure defaults: TLS 1.2 and
 //! 1.3 only, and only AEAD cipher suites with forward secrecy.
 
-use holdfast_snapshot::{SnapshotError, TlsCertificate};
+use holdfast_snapshot::TlsCertificate;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -33,16 +33,21 @@ pub struct CertMap {
 }
 
 impl CertMap {
-    /// Parses every certificate of a snapshot; the first one that cannot be used refuses the snapshot.
-    pub fn compile(entries: &[TlsCertificate]) -> Result<Self, SnapshotError> {
+    /// Loads the certificates of a validated snapshot. An entry whose key cannot be used (it does not match the
+    /// certificate, or its algorithm is not supported) costs only its own hosts, which get the default certificate:
+    /// one bad Secret must not take every route down.
+    pub fn compile(entries: &[TlsCertificate]) -> Self {
         let provider = provider();
         let mut map = CertMap::default();
         for (index, entry) in entries.iter().enumerate() {
-            let key = certified_key(entry, &provider).map_err(|reason| SnapshotError::BadCertificate {
-                index,
-                source_name: entry.source.clone().unwrap_or_else(|| "no source".to_string()),
-                reason,
-            })?;
+            let key = match certified_key(entry, &provider) {
+                Ok(key) => key,
+                Err(reason) => {
+                    let source = entry.source.as_deref().unwrap_or("no source");
+                    tracing::warn!(index, source, reason, hosts = ?entry.hosts, "TLS certificate not usable; its hosts get the default certificate");
+                    continue;
+                }
+            };
             for host in &entry.hosts {
                 let host = host.to_ascii_lowercase();
                 match host.strip_prefix("*.") {
@@ -51,7 +56,7 @@ impl CertMap {
                 };
             }
         }
-        Ok(map)
+        map
     }
 
     fn find(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {

@@ -192,12 +192,23 @@ async fn certificates_follow_sni_fall_back_to_a_default_and_are_replaced_without
     let (status, _) = post(&mut open, "https", payload(1000)).await;
     assert_eq!(status, 200, "a connection opened before the change keeps working");
 
-    let mut broken: serde_json::Value = serde_json::from_str(&tls_snapshot(3, upstream.addr, &second, "{}")).unwrap();
-    broken["tls"][0]["keyPem"] = serde_json::json!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
-    let (status, reason) = push(dataplane.admin, &broken.to_string()).await;
+    let mut malformed: serde_json::Value =
+        serde_json::from_str(&tls_snapshot(3, upstream.addr, &second, "{}")).unwrap();
+    malformed["tls"][0]["certPem"] = serde_json::json!("not PEM at all");
+    let (status, reason) = push(dataplane.admin, &malformed.to_string()).await;
     assert_eq!(status, 400);
-    assert!(reason.contains("tls[0]"), "{reason}");
+    assert!(reason.contains("tls[0]") && reason.contains("no CERTIFICATE"), "{reason}");
     assert_eq!(presented(dataplane.tls_addr, "upload.test").await, second.der, "the refused snapshot changed nothing");
+
+    // A key that does not belong to its certificate costs only that entry: the snapshot is accepted, its hosts get
+    // the default certificate, and routes keep serving.
+    let mut mismatched: serde_json::Value =
+        serde_json::from_str(&tls_snapshot(4, upstream.addr, &second, "{}")).unwrap();
+    mismatched["tls"][0]["keyPem"] = serde_json::json!(first.key);
+    assert_eq!(push(dataplane.admin, &mismatched.to_string()).await.0, 200);
+    let served = presented(dataplane.tls_addr, "upload.test").await;
+    assert!(served != second.der && served != first.der, "the default certificate");
+    assert_eq!(get(dataplane.addr, "/").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

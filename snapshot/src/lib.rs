@@ -12,13 +12,13 @@ mod policy;
 mod validate;
 
 pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
-pub use validate::SnapshotError;
+pub use validate::{valid_host, SnapshotError, MAX_MEMORY_BUFFER};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A complete routing state. The dataplane only accepts a snapshot whose `version` is greater than the one in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Snapshot {
     /// Strictly increasing across pushes from one controller.
@@ -55,6 +55,25 @@ pub struct TlsCertificate {
     pub source: Option<String>,
 }
 
+impl TlsCertificate {
+    /// Checks that the PEM holds at least one certificate and exactly one private key. Whether the key matches the
+    /// certificate needs a crypto provider: the dataplane checks that, and serves its default certificate for the
+    /// hosts of an entry that fails it, without refusing the snapshot.
+    pub fn check(&self) -> Result<(), String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the certificate PEM is malformed: {e}"))?;
+        if certs.is_empty() {
+            return Err("the certificate PEM holds no CERTIFICATE block".to_string());
+        }
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map(drop)
+            .map_err(|e| format!("the key PEM holds no usable private key: {e}"))
+    }
+}
+
 /// Never prints the key: snapshots are logged and compared in tests.
 impl std::fmt::Debug for TlsCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +106,7 @@ pub struct PathRule {
 }
 
 /// Ingress `pathType`. `ImplementationSpecific` is matched as `Prefix`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PathType {
     Exact,
     Prefix,
@@ -111,7 +130,7 @@ pub struct RouteTarget {
 }
 
 /// A Service port and the endpoints behind it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
     #[serde(default)]

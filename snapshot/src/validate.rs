@@ -61,12 +61,17 @@ impl Snapshot {
             }
         }
         for (name, policy) in &self.policies {
-            validate_policy(name, policy)?;
+            policy.validate(name)?;
         }
         for (index, cert) in self.tls.iter().enumerate() {
             if let Some(host) = cert.hosts.iter().find(|h| h.is_empty() || !valid_host(h)) {
                 return Err(SnapshotError::BadTlsHost { index, host: host.clone() });
             }
+            cert.check().map_err(|reason| SnapshotError::BadCertificate {
+                index,
+                source_name: cert.source.clone().unwrap_or_else(|| "no source".to_string()),
+                reason,
+            })?;
         }
         Ok(())
     }
@@ -102,7 +107,7 @@ impl Snapshot {
 }
 
 /// A DNS name of letters, digits, '-' and '.', optionally starting with `*.`; empty means "any host".
-fn valid_host(host: &str) -> bool {
+pub fn valid_host(host: &str) -> bool {
     if host.is_empty() {
         return true;
     }
@@ -130,6 +135,13 @@ fn validate_endpoint(backend: &str, index: usize, endpoint: &Endpoint) -> Result
         return Err(SnapshotError::BadEndpointPort { backend: backend.to_string(), index });
     }
     Ok(())
+}
+
+impl Policy {
+    /// Checks the bounds of a policy; `name` appears in the error.
+    pub fn validate(&self, name: &str) -> Result<(), SnapshotError> {
+        validate_policy(name, self)
+    }
 }
 
 fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {

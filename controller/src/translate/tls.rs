@@ -85,7 +85,8 @@ impl Certificates {
 fn usable(secret: &TlsSecretModel) -> Option<(&str, &str)> {
     let cert = secret.cert_pem.as_ref()?.0.as_str();
     let key = secret.key_pem.as_ref()?.0.as_str();
-    let is_cert = cert.contains("-----BEGIN CERTIFICATE-----");
-    let is_key = key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----");
-    (is_cert && is_key).then_some((cert, key))
+    // The dataplane refuses a whole snapshot whose PEM does not parse, so check with its own rule.
+    let probe =
+        TlsCertificate { hosts: Vec::new(), cert_pem: cert.to_string(), key_pem: key.to_string(), source: None };
+    probe.check().is_ok().then_some((cert, key))
 }
