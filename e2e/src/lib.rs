@@ -1,0 +1,18 @@
+//! Holdfast's end-to-end suite: the real `holdfast-controller` and `holdfast-dataplane` binaries, run on this
+//! machine, against the Kubernetes cluster that `HOLDFAST_E2E_KUBECONFIG` points to (out-of-cluster, like kubectl).
+//!
+//! A real API server refuses EndpointSlice addresses in 127.0.0.0/8, so the upstreams run as test hosts: network
+//! namespaces with a veth pair to this machine and addresses from 198.18.0.0/15 ([`netns`]). The test creates a
+//! namespace and the objects that point at those hosts ([`cluster`], [`objects`]), starts the binaries
+//! ([`binaries`], [`process`]), and checks what the controller did through the dataplane ([`upload`]) and through
+//! the API, every wait bounded ([`poll`]). Everything it creates is removed by `Drop` guards, also when it fails.
+//!
+//! `anyhow` is used throughout: every function here is set-up or a check whose error ends the test with context.
+
+pub mod binaries;
+pub mod cluster;
+pub mod netns;
+pub mod objects;
+pub mod poll;
+pub mod process;
+pub mod upload;
