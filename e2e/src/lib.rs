@@ -15,4 +15,5 @@ pub mod netns;
 pub mod objects;
 pub mod poll;
 pub mod process;
+pub mod stack;
 pub mod upload;

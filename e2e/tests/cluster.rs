@@ -7,6 +7,7 @@ use holdfast_crds::{UploadPolicy, CONDITION_ACCEPTED};
 use holdfast_e2e::binaries::locate;
 use holdfast_e2e::netns::{in_test_range, TestHost};
 use holdfast_e2e::process::Process;
+use holdfast_e2e::stack::start_dataplane;
 use holdfast_e2e::upload::{payload, post, sha256_hex};
 use holdfast_e2e::{cluster, objects, poll};
 use k8s_openapi::api::events::v1::Event;
@@ -181,28 +182,6 @@ async fn create_objects(client: &Client, ns: &str, hosts: &[TestHost]) -> anyhow
     policies.create(&pp, &objects::valid_policy(ns)).await?;
     policies.create(&pp, &objects::invalid_policy(ns)).await?;
     Ok(())
-}
-
-/// The dataplane on ports of its own choosing, read from its start-up log line (no port race): the process, its
-/// client address and its admin address.
-async fn start_dataplane(extra: &[&std::ffi::OsStr]) -> anyhow::Result<(Process, SocketAddr, SocketAddr)> {
-    let bin = locate("holdfast-dataplane", "holdfast-dataplane")?;
-    let mut command = Command::new(bin);
-    command.args(["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
-    command.args(["--log-format", "json"]).args(extra).env("RUST_LOG", "info");
-    let dataplane = Process::spawn("dataplane", command)?;
-    let (listen, admin) = dataplane
-        .wait_for_line(WAIT, |line| {
-            let log: serde_json::Value = serde_json::from_str(line).ok()?;
-            let fields = &log["fields"];
-            if fields["message"] != "holdfast dataplane started" {
-                return None;
-            }
-            let addr = |key: &str| fields[key].as_str()?.parse::<SocketAddr>().ok();
-            Some((addr("listen")?, addr("admin")?))
-        })
-        .await?;
-    Ok((dataplane, listen, admin))
 }
 
 /// An upload through the dataplane reaches an upstream intact: its SHA-256 comes back.
