@@ -78,13 +78,13 @@ async fn proxy(
             BodyMode::Buffered => {
                 // The whole body is on disk before any upstream is contacted: the upstream never waits for a
                 // slow client, and a chunked body is sent with a Content-Length.
-                let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
+                let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
                 receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics).await?;
                 let head = head_with(Some(spool.len()));
                 delivered(dp, conn, route, head, BodySource::Spool(spool), true).await.map(|answer| (answer, true))
             }
             BodyMode::Tee => {
-                let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared)?;
+                let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, true)?;
                 let sink = Sink::Spool(spool.clone());
                 let delivering = delivered(dp, conn, route, head_with(declared), BodySource::Spool(spool), false);
                 receive_while_delivering(dp, body, &sink, limits, delivering).await

@@ -26,6 +26,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+/// Largest HTTP/1 read buffer per client connection (hyper's minimum is 8 KiB).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// How the client listeners behave.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -74,7 +77,10 @@ async fn serve_listener(
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true)
-        .half_close(true);
+        .half_close(true)
+        // hyper's read buffer otherwise grows to ~400 KiB per connection for a fast sender; the body is spooled
+        // anyway, so a bigger buffer buys nothing, and 1,000 slow uploads must fit in a few hundred MB.
+        .max_buf_size(READ_BUFFER);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();

@@ -18,6 +18,7 @@ pub use quota::SpoolQuota;
 pub use reader::{ReadError, SpoolReader};
 
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ use crate::metrics::Metrics;
 
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
+/// For live readers (Tee mode), the most recent chunks are kept as received, so that a reader just behind the writer
+/// takes them without a copy or a read back from the file. Small, because it is held per request.
+const RECENT_WINDOW: usize = 256 * 1024;
 
 /// Why a spool stopped taking bytes.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,11 @@ pub struct Spool {
     progress: watch::Sender<Progress>,
     config: SpoolConfig,
     memory_limit: usize,
+    /// The declared length does not fit the memory buffer: go to disk with the first byte instead of copying the
+    /// memory buffer over later (and holding it meanwhile).
+    straight_to_disk: bool,
+    /// Keep [`RECENT_WINDOW`] for readers that follow the writer.
+    live_readers: bool,
 }
 
 struct Inner {
@@ -73,28 +82,56 @@ struct Inner {
     file_len: u64,
     /// Quota bytes held by this spool; released on drop.
     reserved: u64,
+    /// The latest chunks with their offsets, for live readers.
+    recent: VecDeque<(u64, Bytes)>,
+    recent_bytes: usize,
 }
 
 impl Spool {
     /// A new empty spool. `expected_len`, when the client declared a Content-Length, reserves the quota up front so
-    /// that a body that cannot fit is refused before a byte of it is read.
-    pub fn new(config: SpoolConfig, memory_limit: u64, expected_len: Option<u64>) -> Result<Arc<Self>, SpoolError> {
+    /// that a body that cannot fit is refused before a byte of it is read. `live_readers`: readers will follow the
+    /// writer (Tee mode) rather than start once the body is complete.
+    pub fn new(
+        config: SpoolConfig,
+        memory_limit: u64,
+        expected_len: Option<u64>,
+        live_readers: bool,
+    ) -> Result<Arc<Self>, SpoolError> {
         let memory_limit = usize::try_from(memory_limit).unwrap_or(usize::MAX);
         let mut reserved = 0;
-        if let Some(len) = expected_len.filter(|&len| len > memory_limit as u64) {
+        let straight_to_disk = expected_len.is_some_and(|len| len > memory_limit as u64);
+        if let Some(len) = expected_len.filter(|_| straight_to_disk) {
             config.quota.reserve(len)?;
             reserved = len;
         }
         let (progress, _) = watch::channel(Progress::Open { len: 0 });
-        let inner = Inner { pending: BytesMut::new(), file: None, file_len: 0, reserved };
-        Ok(Arc::new(Spool { inner: Mutex::new(inner), progress, config, memory_limit }))
+        let inner = Inner {
+            pending: BytesMut::new(),
+            file: None,
+            file_len: 0,
+            reserved,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+        };
+        let spool = Spool { inner: Mutex::new(inner), progress, config, memory_limit, straight_to_disk, live_readers };
+        Ok(Arc::new(spool))
     }
 
     /// Appends bytes from the client. Readers see them at once.
-    pub fn append(&self, data: &[u8]) -> Result<(), SpoolError> {
+    pub fn append(&self, data: &Bytes) -> Result<(), SpoolError> {
         let mut inner = self.lock();
-        if inner.file.is_none() && inner.pending.len() + data.len() > self.memory_limit {
+        if inner.file.is_none() && (self.straight_to_disk || inner.pending.len() + data.len() > self.memory_limit) {
             self.spill(&mut inner)?;
+        }
+        if self.live_readers {
+            let offset = inner.file_len + inner.pending.len() as u64;
+            inner.recent.push_back((offset, data.clone()));
+            inner.recent_bytes += data.len();
+            while inner.recent_bytes > RECENT_WINDOW && inner.recent.len() > 1 {
+                if let Some((_, old)) = inner.recent.pop_front() {
+                    inner.recent_bytes -= old.len();
+                }
+            }
         }
         inner.pending.extend_from_slice(data);
         if inner.file.is_some() && inner.pending.len() >= WRITE_BATCH {
@@ -142,6 +179,9 @@ impl Spool {
     /// the file and the in-memory tail.
     fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
         let inner = self.lock();
+        if let Some(chunk) = recent_at(&inner.recent, offset, max) {
+            return Ok(chunk);
+        }
         if offset < inner.file_len {
             let file = inner.file.clone().expect("file_len > 0 implies a file");
             let available = usize::try_from(inner.file_len - offset).unwrap_or(usize::MAX);
@@ -167,7 +207,10 @@ impl Spool {
         let file = tempfile::tempfile_in(&self.config.dir)?;
         inner.file = Some(Arc::new(file));
         self.config.metrics.spool_files.inc();
-        self.flush(inner)
+        self.flush(inner)?;
+        // From now on only one write batch is buffered: give back what the memory phase grew.
+        inner.pending = BytesMut::with_capacity(WRITE_BATCH);
+        Ok(())
     }
 
     fn flush(&self, inner: &mut Inner) -> Result<(), SpoolError> {
@@ -190,6 +233,14 @@ impl Spool {
         // than losing the request, so a poisoned lock is simply taken over.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The part of a recent chunk at `offset`, if the window still has it.
+fn recent_at(recent: &VecDeque<(u64, Bytes)>, offset: u64, max: usize) -> Option<Bytes> {
+    let (start, chunk) =
+        recent.iter().rev().find(|(start, chunk)| *start <= offset && offset < start + chunk.len() as u64)?;
+    let from = usize::try_from(offset - start).ok()?;
+    Some(chunk.slice(from..chunk.len().min(from + max)))
 }
 
 impl Drop for Spool {

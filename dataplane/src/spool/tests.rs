@@ -1,5 +1,6 @@
 use super::*;
 use crate::metrics::Metrics;
+use bytes::Bytes;
 
 fn config(dir: &std::path::Path, quota: u64) -> SpoolConfig {
     SpoolConfig { dir: dir.to_path_buf(), quota: Arc::new(SpoolQuota::new(quota)), metrics: Arc::new(Metrics::new()) }
@@ -20,9 +21,9 @@ fn pattern(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn small_body_stays_in_memory_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::new(config(dir.path(), 0), 1024, None).unwrap();
-    spool.append(b"hello ").unwrap();
-    spool.append(b"world").unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 1024, None, true).unwrap();
+    spool.append(&Bytes::from_static(b"hello ")).unwrap();
+    spool.append(&Bytes::from_static(b"world")).unwrap();
     spool.finish();
     assert!(!spool.on_disk());
     assert_eq!(read_all(spool.reader()).await.unwrap(), b"hello world");
@@ -33,9 +34,9 @@ async fn large_body_spills_to_an_unlinked_file_and_frees_quota_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 0);
     let body = pattern(1_000_003);
-    let spool = Spool::new(cfg.clone(), 4096, None).unwrap();
+    let spool = Spool::new(cfg.clone(), 4096, None, true).unwrap();
     for chunk in body.chunks(7919) {
-        spool.append(chunk).unwrap();
+        spool.append(&Bytes::copy_from_slice(chunk)).unwrap();
     }
     spool.finish();
     assert!(spool.on_disk());
@@ -55,7 +56,7 @@ async fn large_body_spills_to_an_unlinked_file_and_frees_quota_on_drop() {
 async fn declared_length_over_quota_is_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 1 << 20);
-    let err = Spool::new(cfg.clone(), 1024, Some(2 << 20)).err().expect("over quota");
+    let err = Spool::new(cfg.clone(), 1024, Some(2 << 20), true).err().expect("over quota");
     assert!(matches!(err, SpoolError::QuotaExceeded { quota } if quota == 1 << 20));
     assert_eq!(cfg.quota.used(), 0);
 }
@@ -64,12 +65,12 @@ async fn declared_length_over_quota_is_refused_before_reading() {
 async fn growing_body_over_quota_fails_without_touching_other_spools() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 300_000);
-    let first = Spool::new(cfg.clone(), 0, Some(200_000)).unwrap();
-    let second = Spool::new(cfg.clone(), 0, None).unwrap();
+    let first = Spool::new(cfg.clone(), 0, Some(200_000), true).unwrap();
+    let second = Spool::new(cfg.clone(), 0, None, true).unwrap();
     let chunk = pattern(65536);
     let mut failed = false;
     for _ in 0..4 {
-        if let Err(err) = second.append(&chunk) {
+        if let Err(err) = second.append(&Bytes::copy_from_slice(&chunk)) {
             assert!(matches!(err, SpoolError::QuotaExceeded { .. }));
             failed = true;
             break;
@@ -77,7 +78,7 @@ async fn growing_body_over_quota_fails_without_touching_other_spools() {
     }
     assert!(failed, "the second spool must hit the quota");
     for _ in 0..3 {
-        first.append(&chunk).unwrap();
+        first.append(&Bytes::copy_from_slice(&chunk)).unwrap();
     }
     drop(second);
     // The first spool wrote less than it reserved up front: it still holds exactly its reservation.
@@ -87,18 +88,18 @@ async fn growing_body_over_quota_fails_without_touching_other_spools() {
 #[tokio::test]
 async fn reader_follows_a_live_writer_and_fails_on_abort() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::new(config(dir.path(), 0), 100, None).unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 100, None, true).unwrap();
     let reader = tokio::spawn(read_all(spool.reader()));
     for chunk in pattern(300_000).chunks(10_000) {
-        spool.append(chunk).unwrap();
+        spool.append(&Bytes::copy_from_slice(chunk)).unwrap();
         tokio::task::yield_now().await;
     }
     spool.finish();
     assert_eq!(reader.await.unwrap().unwrap(), pattern(300_000));
 
-    let aborted = Spool::new(config(dir.path(), 0), 100, None).unwrap();
+    let aborted = Spool::new(config(dir.path(), 0), 100, None, true).unwrap();
     let reader = tokio::spawn(read_all(aborted.reader()));
-    aborted.append(b"partial").unwrap();
+    aborted.append(&Bytes::from_static(b"partial")).unwrap();
     aborted.abort();
     assert!(matches!(reader.await.unwrap(), Err(ReadError::Aborted)));
 }

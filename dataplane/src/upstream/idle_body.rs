@@ -22,12 +22,13 @@ pub enum ResponseBodyError {
 pub struct IdleTimeoutBody {
     inner: Incoming,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed only when the upstream first makes us wait: a small response that is already there costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl IdleTimeoutBody {
     pub fn new(inner: Incoming, idle: Duration) -> Self {
-        IdleTimeoutBody { inner, idle, timer: Box::pin(tokio::time::sleep(idle)) }
+        IdleTimeoutBody { inner, idle, timer: None }
     }
 }
 
@@ -40,11 +41,15 @@ impl Body for IdleTimeoutBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            let deadline = Instant::now() + self.idle;
-            self.timer.as_mut().reset(deadline);
+            let idle = self.idle;
+            if let Some(timer) = self.timer.as_mut() {
+                timer.as_mut().reset(Instant::now() + idle);
+            }
             return Poll::Ready(frame.map(|f| f.map_err(ResponseBodyError::from)));
         }
-        ready!(self.timer.as_mut().poll(cx));
+        let idle = self.idle;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        ready!(timer.as_mut().poll(cx));
         Poll::Ready(Some(Err(ResponseBodyError::Idle(self.idle))))
     }
 

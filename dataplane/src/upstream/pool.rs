@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// Idle connections kept per endpoint; more than this are closed when released.
-const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// Idle connections kept per endpoint; more than this are closed when released. Generous, because a connection
+/// comes back only once its response has been read, so a busy endpoint briefly needs more than its concurrency.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 pub struct Connection {
     pub sender: http1::SendRequest<UpstreamBody>,
@@ -100,7 +101,10 @@ impl Pool {
             if conn.sender.ready().await.is_ok() {
                 let mut idle = pool.lock();
                 let conns = idle.entry(conn.addr).or_default();
-                conns.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
+                // Expired and closed connections are dropped at checkout; here only the count is bounded.
+                if conns.len() >= MAX_IDLE_PER_ENDPOINT {
+                    conns.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
+                }
                 if conns.len() < MAX_IDLE_PER_ENDPOINT {
                     conns.push(Idle { sender: conn.sender, since: Instant::now(), task: conn.task });
                 }
