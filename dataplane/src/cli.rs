@@ -18,6 +18,13 @@ pub struct Args {
     /// TLS client listener (HTTP/1.1 and HTTP/2 by ALPN); certificates come from the route snapshot.
     #[arg(long, env = "HOLDFAST_LISTEN_TLS", default_value = "0.0.0.0:8443")]
     pub listen_tls: SocketAddr,
+    /// PEM certificate chain served on the TLS listener when no Ingress certificate matches (with --default-key);
+    /// without it, a self-signed one is generated at start.
+    #[arg(long, env = "HOLDFAST_DEFAULT_CERT", requires = "default_key")]
+    pub default_cert: Option<PathBuf>,
+    /// PEM private key of --default-cert.
+    #[arg(long, env = "HOLDFAST_DEFAULT_KEY", requires = "default_cert")]
+    pub default_key: Option<PathBuf>,
     /// Admin listener: route snapshots, health, metrics. Keep it on loopback.
     #[arg(long, env = "HOLDFAST_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,

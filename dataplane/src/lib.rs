@@ -45,6 +45,8 @@ pub struct Settings {
     /// 0: unlimited.
     pub spool_quota: u64,
     pub upstream_idle_timeout: std::time::Duration,
+    /// The TLS listener's certificate for names no snapshot certificate covers; `None`: a generated one.
+    pub default_certificate: Option<holdfast_snapshot::TlsCertificate>,
 }
 
 impl Dataplane {
@@ -62,7 +64,7 @@ impl Dataplane {
             spool,
             metrics,
             drain: Arc::new(drain::Drain::default()),
-            certs: Arc::new(tls::CertStore::new()?),
+            certs: Arc::new(tls::CertStore::new(settings.default_certificate.clone())?),
             apply_lock: std::sync::Mutex::new(()),
         }))
     }

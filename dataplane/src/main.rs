@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
         spool_dir: args.spool_dir.clone(),
         spool_quota: args.spool_quota,
         upstream_idle_timeout: args.upstream_idle_timeout,
+        default_certificate: default_certificate(&args)?,
     };
     let dp = Dataplane::new(&settings)?;
     if let Some(path) = &args.config_file {
@@ -65,6 +66,22 @@ async fn main() -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// The `--default-cert`/`--default-key` pair, checked like a snapshot certificate.
+fn default_certificate(args: &Args) -> anyhow::Result<Option<holdfast_snapshot::TlsCertificate>> {
+    let (Some(cert), Some(key)) = (&args.default_cert, &args.default_key) else { return Ok(None) };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let entry = holdfast_snapshot::TlsCertificate {
+        hosts: Vec::new(),
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+        source: Some(format!("--default-cert {}", cert.display())),
+    };
+    entry.check().map_err(|reason| anyhow::anyhow!("--default-cert/--default-key: {reason}"))?;
+    Ok(Some(entry))
 }
 
 /// Fails at start, with the reason, when bodies could not be spooled.

@@ -36,9 +36,17 @@ pub async fn deliver(
         let pick = active.backends.get(backend).map_or(Pick::NoCandidate, |b| dp.health.pick(b));
         let wake_at = match pick {
             Pick::Endpoint(addr, _in_flight) => {
-                let mut head = head.clone();
-                set_attempt(&mut head, reached + 1);
-                let delivery = Delivery { head: &head, body, timeouts: &policy.timeouts };
+                // Only replays carry the attempt header, so the first attempt sends the head as it is.
+                let replay_head;
+                let head = if reached == 0 {
+                    head
+                } else {
+                    let mut marked = head.clone();
+                    set_attempt(&mut marked, reached + 1);
+                    replay_head = marked;
+                    &replay_head
+                };
+                let delivery = Delivery { head, body, timeouts: &policy.timeouts };
                 let failure = match attempt(&dp.pool, addr, &delivery).await {
                     Ok(answer) => {
                         dp.health.record_success(addr);

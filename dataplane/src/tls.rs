@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 /// Why the TLS listener could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("generating the default certificate failed: {0}")]
+    #[error("the default certificate cannot be used: {0}")]
     DefaultCertificate(String),
     #[error("TLS configuration failed: {0}")]
     Config(#[from] rustls::Error),
@@ -91,16 +91,23 @@ pub struct CertStore {
 }
 
 impl CertStore {
-    /// A store whose default certificate is self-signed for `holdfast.invalid`, like other ingress controllers'
-    /// "fake" certificate: clients that ask for an unknown name get a handshake, not a reset.
-    pub fn new() -> Result<Self, TlsError> {
-        let generated = rcgen::generate_simple_self_signed(vec!["holdfast.invalid".to_string()])
-            .map_err(|e| TlsError::DefaultCertificate(e.to_string()))?;
-        let entry = TlsCertificate {
-            hosts: Vec::new(),
-            cert_pem: generated.cert.pem(),
-            key_pem: generated.signing_key.serialize_pem(),
-            source: Some("generated default".to_string()),
+    /// A store whose default certificate — served when no snapshot certificate matches the client's SNI — is
+    /// `default` (the `--default-cert`/`--default-key` files), or else one generated at start, self-signed for
+    /// `holdfast.invalid` like other ingress controllers' "fake" certificate: clients that ask for an unknown name
+    /// get a handshake, not a reset.
+    pub fn new(default: Option<TlsCertificate>) -> Result<Self, TlsError> {
+        let entry = match default {
+            Some(entry) => entry,
+            None => {
+                let generated = rcgen::generate_simple_self_signed(vec!["holdfast.invalid".to_string()])
+                    .map_err(|e| TlsError::DefaultCertificate(e.to_string()))?;
+                TlsCertificate {
+                    hosts: Vec::new(),
+                    cert_pem: generated.cert.pem(),
+                    key_pem: generated.signing_key.serialize_pem(),
+                    source: Some("generated default".to_string()),
+                }
+            }
         };
         let default = certified_key(&entry, &provider()).map_err(TlsError::DefaultCertificate)?;
         Ok(CertStore { current: RwLock::new(Arc::new(CertMap::default())), default })

@@ -133,9 +133,18 @@ impl Spool {
                 }
             }
         }
-        inner.pending.extend_from_slice(data);
-        if inner.file.is_some() && inner.pending.len() >= WRITE_BATCH {
-            self.flush(&mut inner)?;
+        if inner.file.is_none() {
+            inner.pending.extend_from_slice(data);
+        } else {
+            // The batch never grows past WRITE_BATCH: flush first, and write a large chunk as it is.
+            if inner.pending.len() + data.len() > WRITE_BATCH {
+                self.flush(&mut inner)?;
+            }
+            if data.len() >= WRITE_BATCH {
+                self.write_through(&mut inner, data)?;
+            } else {
+                inner.pending.extend_from_slice(data);
+            }
         }
         let len = inner.file_len + inner.pending.len() as u64;
         drop(inner);
@@ -214,16 +223,25 @@ impl Spool {
     }
 
     fn flush(&self, inner: &mut Inner) -> Result<(), SpoolError> {
-        let n = inner.pending.len() as u64;
+        let batch = std::mem::take(&mut inner.pending);
+        let result = self.write_through(inner, &batch);
+        inner.pending = batch;
+        inner.pending.clear();
+        result
+    }
+
+    /// Appends bytes to the file (which must exist), under the quota. Only called with `pending` empty, so the
+    /// file stays in order.
+    fn write_through(&self, inner: &mut Inner, data: &[u8]) -> Result<(), SpoolError> {
+        let n = data.len() as u64;
         let needed = (inner.file_len + n).saturating_sub(inner.reserved);
         if needed > 0 {
             self.config.quota.reserve(needed)?;
             inner.reserved += needed;
         }
-        let file = inner.file.as_ref().expect("flush is only called with a file");
-        file.write_all_at(&inner.pending, inner.file_len)?;
+        let file = inner.file.as_ref().expect("writes happen only once there is a file");
+        file.write_all_at(data, inner.file_len)?;
         inner.file_len += n;
-        inner.pending.clear();
         self.config.metrics.spool_bytes.inc_by(n as i64);
         Ok(())
     }

@@ -32,6 +32,7 @@ impl Harness {
             spool_dir: spool.path().to_path_buf(),
             spool_quota: quota,
             upstream_idle_timeout: Duration::from_secs(4),
+            default_certificate: None,
         };
         let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {
