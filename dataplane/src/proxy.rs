@@ -27,7 +27,8 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let request_id = forward::request_id(request.headers());
-    let (method, path, version) = (request.method().clone(), request.uri().path().to_string(), request.version());
+    // Kept for the log line of a failed request; cloning a `Uri` shares its bytes rather than copying them.
+    let (method, uri, version) = (request.method().clone(), request.uri().clone(), request.version());
     let served = conn.count_request();
     let (result, policy) = match find_route(&dp, &request) {
         Ok(route) if route.redirect_https && client.scheme == "http" => (Ok(redirect_to_https(&request)), None),
@@ -37,7 +38,7 @@ pub async fn handle(
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(%error, %method, path, request_id = ?request_id, "request failed");
+            tracing::warn!(%error, %method, path = uri.path(), request_id = ?request_id, "request failed");
             error.into_response(&request_id, policy.as_deref())
         }
     };

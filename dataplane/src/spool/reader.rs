@@ -51,12 +51,4 @@ impl SpoolReader {
             }
         }
     }
-
-    /// The total length once the body is complete.
-    pub fn complete_len(&self) -> Option<u64> {
-        match *self.progress.borrow() {
-            Progress::Complete { len } => Some(len),
-            _ => None,
-        }
-    }
 }
