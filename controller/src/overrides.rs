@@ -3,8 +3,7 @@
 //! Only fields that were set override, so an UploadPolicy that sets `mode` alone keeps an annotation's body size.
 
 use holdfast_crds::{parse_bytes, parse_duration, DurationError, QuantityError, ReplayFailure, UploadPolicySpec};
-use holdfast_snapshot::{BodyMode, Policy, Snapshot, SnapshotError};
-use std::collections::BTreeMap;
+use holdfast_snapshot::{BodyMode, Policy, SnapshotError};
 
 /// A spec or annotation field that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -121,15 +120,7 @@ impl PolicyOverrides {
 
 /// Runs the dataplane's validation on one policy, so the controller refuses exactly what the dataplane would.
 pub fn check_policy(policy: Policy) -> Result<(), SnapshotError> {
-    let snapshot = Snapshot {
-        version: 1,
-        hosts: Vec::new(),
-        default_backend: None,
-        backends: BTreeMap::new(),
-        policies: BTreeMap::from([(String::from("p"), policy)]),
-        tls: Vec::new(),
-    };
-    snapshot.validate()
+    policy.validate("p")
 }
 
 pub fn body_mode(mode: holdfast_crds::BodyMode) -> BodyMode {

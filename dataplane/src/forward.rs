@@ -63,8 +63,8 @@ fn new_request_id() -> HeaderValue {
 }
 
 /// The host the client asked for: `:authority` (HTTP/2, absolute-form) or `Host`.
-pub fn authority(parts: &Parts) -> Option<&str> {
-    parts.uri.authority().map(|a| a.as_str()).or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST)?.to_str().ok())
 }
 
 /// The head to send upstream. `body_len` is the exact body length when known; `None` lets hyper chunk the body.
@@ -81,7 +81,7 @@ pub fn upstream_head(
     if let Some(len) = body_len {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    let host = authority(parts).and_then(|h| HeaderValue::from_str(h).ok());
+    let host = authority(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
     if let Some(host) = &host {
         headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST, host.clone());

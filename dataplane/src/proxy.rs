@@ -108,8 +108,7 @@ async fn proxy(
 
 /// 308 keeps the method and body, so an upload sent to the wrong scheme is retried correctly by the client.
 fn redirect_to_https(request: &Request<Incoming>) -> Response<ProxyBody> {
-    let authority = request.uri().authority().map(|a| a.as_str());
-    let authority = authority.or_else(|| request.headers().get(header::HOST)?.to_str().ok()).unwrap_or("");
+    let authority = forward::authority(request.uri(), request.headers()).unwrap_or("");
     let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = format!("https://{}{path}", host_of(authority));
     let mut response = crate::error::text_response(http::StatusCode::PERMANENT_REDIRECT, format!("{location}\n"));
@@ -120,8 +119,7 @@ fn redirect_to_https(request: &Request<Incoming>) -> Response<ProxyBody> {
 }
 
 fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
-    let authority = request.uri().authority().map(|a| a.as_str());
-    let authority = authority.or_else(|| request.headers().get(header::HOST)?.to_str().ok());
+    let authority = forward::authority(request.uri(), request.headers());
     let (host, path) = (host_of(authority.unwrap_or("")), request.uri().path());
     dp.config
         .current()
