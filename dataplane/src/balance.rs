@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct BackendState {
     pub name: String,
     endpoints: Vec<EndpointInfo>,
+    /// The endpoints a request may use, worked out once per snapshot rather than per request.
+    candidates: Vec<SocketAddr>,
     balance: Balance,
     next: AtomicUsize,
 }
@@ -41,7 +43,7 @@ struct EndpointInfo {
 impl BackendState {
     /// Compiles a validated backend (addresses are known to parse).
     pub fn new(name: &str, backend: &Backend) -> Self {
-        let endpoints = backend
+        let endpoints: Vec<EndpointInfo> = backend
             .endpoints
             .iter()
             .filter_map(|e| {
@@ -54,17 +56,24 @@ impl BackendState {
                 })
             })
             .collect();
-        BackendState { name: name.to_string(), endpoints, balance: backend.balance, next: AtomicUsize::new(0) }
-    }
-
-    /// Ready endpoints; when none is ready, the ones still serving while terminating (EndpointSlice semantics).
-    fn candidates(&self) -> Vec<SocketAddr> {
-        let ready: Vec<_> = self.endpoints.iter().filter(|e| e.ready).map(|e| e.addr).collect();
-        if !ready.is_empty() {
-            return ready;
+        let candidates = candidates(&endpoints);
+        BackendState {
+            name: name.to_string(),
+            endpoints,
+            candidates,
+            balance: backend.balance,
+            next: AtomicUsize::new(0),
         }
-        self.endpoints.iter().filter(|e| e.serving && e.terminating).map(|e| e.addr).collect()
     }
+}
+
+/// Ready endpoints; when none is ready, the ones still serving while terminating (EndpointSlice semantics).
+fn candidates(endpoints: &[EndpointInfo]) -> Vec<SocketAddr> {
+    let ready: Vec<_> = endpoints.iter().filter(|e| e.ready).map(|e| e.addr).collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    endpoints.iter().filter(|e| e.serving && e.terminating).map(|e| e.addr).collect()
 }
 
 /// The outcome of a choice.
@@ -100,33 +109,33 @@ impl Drop for InFlight {
 }
 
 impl Health {
-    /// Chooses an endpoint of `backend` for the next attempt.
+    /// Chooses an endpoint of `backend` for the next attempt. Runs for every request, so it allocates nothing: the
+    /// candidates are counted and the chosen one is found by position.
     pub fn pick(&self, backend: &BackendState) -> Pick {
-        let candidates = backend.candidates();
+        let candidates = &backend.candidates;
         if candidates.is_empty() {
             return Pick::NoCandidate;
         }
         let now = Instant::now();
         let mut book = self.lock();
-        let available: Vec<SocketAddr> = candidates
-            .iter()
-            .copied()
-            .filter(|addr| book.get(addr).and_then(|h| h.retry_at).is_none_or(|at| at <= now))
-            .collect();
-        if available.is_empty() {
+        let available = |addr: &&SocketAddr| book.get(*addr).and_then(|h| h.retry_at).is_none_or(|at| at <= now);
+        let count = candidates.iter().filter(available).count();
+        if count == 0 {
             let earliest = candidates.iter().filter_map(|addr| book.get(addr).and_then(|h| h.retry_at)).min();
             return earliest.map_or(Pick::NoCandidate, Pick::RetryAt);
         }
         let turn = backend.next.fetch_add(1, Ordering::Relaxed);
         let chosen = match backend.balance {
-            Balance::RoundRobin => available[turn % available.len()],
+            Balance::RoundRobin => candidates.iter().filter(available).nth(turn % count),
             Balance::LeastInFlight => {
                 let load = |addr: &SocketAddr| book.get(addr).map_or(0, |h| h.in_flight.load(Ordering::Acquire));
-                let least = available.iter().map(load).min().unwrap_or(0);
-                let tied: Vec<_> = available.iter().filter(|a| load(a) == least).copied().collect();
-                tied[turn % tied.len()]
+                let least = candidates.iter().filter(available).map(&load).min().unwrap_or(0);
+                let tied = || candidates.iter().filter(available).filter(|a| load(a) == least);
+                tied().nth(turn % tied().count())
             }
         };
+        // `count > 0` and the book is locked, so the position exists; the fallback only keeps this panic-free.
+        let chosen = *chosen.unwrap_or(&candidates[0]);
         let counter = book.entry(chosen).or_default().in_flight.clone();
         counter.fetch_add(1, Ordering::AcqRel);
         Pick::Endpoint(chosen, InFlight(counter))

@@ -60,6 +60,10 @@ pub struct Args {
     /// HTTP/1 connections are closed after this many requests (0: never).
     #[arg(long, env = "HOLDFAST_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
     pub max_requests_per_connection: u32,
+    /// Worker threads serving clients, each with its own event loop (default: the CPUs this process may use,
+    /// cgroup limits included).
+    #[arg(long, env = "HOLDFAST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Log format.
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

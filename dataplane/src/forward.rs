@@ -20,10 +20,19 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Who sent the request and over what.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
     pub scheme: &'static str,
+    /// The client's IP as a header value, made once per connection for `X-Forwarded-For`.
+    ip: HeaderValue,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr, scheme: &'static str) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid header value");
+        ClientInfo { addr, scheme, ip }
+    }
 }
 
 /// The request line and headers sent upstream; cloned for each attempt.
@@ -59,7 +68,11 @@ fn new_request_id() -> HeaderValue {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     let id = seed ^ (u128::from(z) << 64 | u128::from(n));
-    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).expect("hex is a valid header value")
 }
 
 /// The host the client asked for: `:authority` (HTTP/2, absolute-form) or `Host`.
@@ -67,37 +80,46 @@ pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     uri.authority().map(|a| a.as_str()).or_else(|| headers.get(header::HOST)?.to_str().ok())
 }
 
-/// The head to send upstream. `body_len` is the exact body length when known; `None` lets hyper chunk the body.
+/// The head to send upstream, made from the client's head without copying its header map. `body_len` is the exact
+/// body length when known; `None` lets hyper chunk the body.
 pub fn upstream_head(
-    parts: &Parts,
+    parts: Parts,
     client: &ClientInfo,
     request_id: &HeaderValue,
     body_len: Option<u64>,
 ) -> RequestHead {
-    let mut headers = parts.headers.clone();
+    let Parts { method, uri, mut headers, .. } = parts;
+    // The same host that routing used: HTTP/2's `:authority` (or an absolute-form target), else `Host`.
+    let host = match uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(),
+    };
     remove_hop_by_hop(&mut headers);
     headers.remove(header::EXPECT);
     headers.remove(header::CONTENT_LENGTH);
     if let Some(len) = body_len {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    let host = authority(&parts.uri, &parts.headers).and_then(|h| HeaderValue::from_str(h).ok());
-    if let Some(host) = &host {
+    if let Some(host) = host {
         headers.insert(header::HOST, host.clone());
-        headers.insert(X_FORWARDED_HOST, host.clone());
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    let client_ip = client.addr.ip().to_string();
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client_ip}"),
-        None => client_ip,
+        Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
+        None => Some(client.ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
     headers.insert(REQUEST_ID, request_id.clone());
-    let uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    RequestHead { method: parts.method.clone(), uri, headers }
+    // An origin-form target (every HTTP/1 request to a server) is already what the upstream must see.
+    let uri = if uri.scheme().is_none() && uri.authority().is_none() {
+        uri
+    } else {
+        uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
+    };
+    RequestHead { method, uri, headers }
 }
 
 /// Marks the head as attempt `n` (1-based); the first attempt carries no marker.
@@ -150,8 +172,8 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let client = ClientInfo { addr: "192.0.2.7:5555".parse().unwrap(), scheme: "http" };
-        let head = upstream_head(&p, &client, &HeaderValue::from_static("rid"), Some(42));
+        let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), "http");
+        let head = upstream_head(p, &client, &HeaderValue::from_static("rid"), Some(42));
         let h = &head.headers;
         for gone in ["connection", "x-secret-hop", "keep-alive", "transfer-encoding", "te", "expect"] {
             assert!(h.get(gone).is_none(), "{gone} must be removed");
@@ -171,8 +193,8 @@ mod tests {
         let p = parts(http::Request::get("http://h2.example/x").header("x-request-id", "given").body(()).unwrap());
         let id = request_id(&p.headers);
         assert_eq!(id, "given");
-        let client = ClientInfo { addr: "127.0.0.1:1".parse().unwrap(), scheme: "https" };
-        let mut head = upstream_head(&p, &client, &id, None);
+        let client = ClientInfo::new("127.0.0.1:1".parse().unwrap(), "https");
+        let mut head = upstream_head(p, &client, &id, None);
         assert_eq!(head.headers["host"], "h2.example", "HTTP/2 :authority becomes Host");
         assert!(head.headers.get("content-length").is_none());
         set_attempt(&mut head, 1);

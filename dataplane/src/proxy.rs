@@ -70,9 +70,11 @@ async fn proxy(
         max_bytes: policy.max_body_size_bytes,
         idle: Duration::from_millis(policy.timeouts.client_body_ms),
     };
-    let head_with = |len| forward::upstream_head(&parts, client, request_id, len);
+    let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
+    let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     let answer = if declared == Some(0) {
-        let head = head_with(parts.headers.contains_key(header::CONTENT_LENGTH).then_some(0));
+        let head = head_with(has_length.then_some(0));
         delivered(dp, conn, route, head, BodySource::Empty, true).await.map(|answer| (answer, true))
     } else {
         match policy.mode {

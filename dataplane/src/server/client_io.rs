@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -94,17 +94,33 @@ impl ClientIo {
         ClientIo { socket: state.socket.clone(), state, lingering, drain: None }
     }
 
+    /// Reads like tokio's own `TcpStream::poll_read`, including its one economy: a read that returns less than the
+    /// buffer could take has emptied the socket, so the readiness is forgotten and the next read waits for epoll
+    /// instead of trying the socket and getting `EAGAIN` — one system call fewer per request, here and in the peek
+    /// of [`ConnState::client_signal`]. `try_read` alone keeps the readiness until a read fails; `try_io` forgets it
+    /// when its closure reports `WouldBlock`, so the closure reports that after a short read and hands the bytes
+    /// over on the side.
     fn read_into(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match self.socket.try_read(unfilled) {
-                Ok(n) => {
+            let capacity = unfilled.len();
+            let mut short_read = None;
+            let result = self.socket.try_io(Interest::READABLE, || {
+                let n = self.socket.try_read(unfilled)?;
+                if n > 0 && n < capacity {
+                    short_read = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match (result, short_read) {
+                (_, Some(n)) | (Ok(n), None) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
             }
         }
     }

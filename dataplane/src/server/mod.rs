@@ -10,8 +10,10 @@
 //! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
 mod client_io;
+mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
+pub use workers::{Listeners, WorkerError, Workers};
 
 use crate::forward::ClientInfo;
 use crate::Dataplane;
@@ -146,10 +148,10 @@ impl Connection {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let client = ClientInfo { addr: self.addr, scheme };
+        let client = ClientInfo::new(self.addr, scheme);
         let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
         let service = hyper::service::service_fn(move |request| {
-            crate::proxy::handle(dp.clone(), client, conn.clone(), max_requests, request)
+            crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request)
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
         watcher.watch(connection).await.map_err(|e| e.to_string())

@@ -3,6 +3,10 @@
 //! An idle connection is reused only while younger than the idle timeout, which must stay below the upstreams' own
 //! keep-alive timeouts (Node's is 5 s) so that Holdfast rarely writes into a connection the upstream is closing. When
 //! that still happens the attempt layer sees a failure on a reused connection and retries on a fresh one.
+//!
+//! Idle connections are kept per thread: a connection's I/O is driven by a task on the runtime that opened it, so
+//! with one runtime per worker thread ([`crate::server::Workers`]) a request that borrowed another worker's
+//! connection would wake that worker for every read and write. A worker only ever reuses its own connections.
 
 use super::body::UpstreamBody;
 use super::failure::{Failure, FailureKind};
@@ -13,6 +17,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
@@ -47,8 +52,11 @@ struct Idle {
     task: AbortOnDrop,
 }
 
+/// Idle connections by the thread that opened them and the endpoint they lead to.
+type IdleLists = HashMap<(ThreadId, SocketAddr), Vec<Idle>>;
+
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<IdleLists>,
     idle_timeout: Duration,
 }
 
@@ -60,7 +68,7 @@ impl Pool {
     /// A pooled connection to `addr` that is still open and young enough.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Connection> {
         let mut idle = self.lock();
-        let conns = idle.get_mut(&addr)?;
+        let conns = idle.get_mut(&(std::thread::current().id(), addr))?;
         while let Some(conn) = conns.pop() {
             if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
                 return Some(Connection { sender: conn.sender, addr, reused: true, task: conn.task });
@@ -95,24 +103,36 @@ impl Pool {
 
     /// Puts a connection back once its response has been read to the end; a connection whose response is abandoned
     /// closes instead.
+    ///
+    /// hyper's connection is ready for the next request once it has read the whole response from the socket. A small
+    /// response usually arrives in the same read as its head, so the connection is often ready at once and goes
+    /// straight back; otherwise a task waits for the body to be read (or abandoned) first.
     pub fn release(self: &Arc<Self>, mut conn: Connection) {
+        if conn.sender.is_ready() {
+            self.put_back(conn);
+            return;
+        }
         let pool = self.clone();
         tokio::spawn(async move {
             if conn.sender.ready().await.is_ok() {
-                let mut idle = pool.lock();
-                let conns = idle.entry(conn.addr).or_default();
-                // Expired and closed connections are dropped at checkout; here only the count is bounded.
-                if conns.len() >= MAX_IDLE_PER_ENDPOINT {
-                    conns.retain(|c| c.since.elapsed() < pool.idle_timeout && !c.sender.is_closed());
-                }
-                if conns.len() < MAX_IDLE_PER_ENDPOINT {
-                    conns.push(Idle { sender: conn.sender, since: Instant::now(), task: conn.task });
-                }
+                pool.put_back(conn);
             }
         });
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+    fn put_back(&self, conn: Connection) {
+        let mut idle = self.lock();
+        let conns = idle.entry((std::thread::current().id(), conn.addr)).or_default();
+        // Expired and closed connections are dropped at checkout; here only the count is bounded.
+        if conns.len() >= MAX_IDLE_PER_ENDPOINT {
+            conns.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
+        }
+        if conns.len() < MAX_IDLE_PER_ENDPOINT {
+            conns.push(Idle { sender: conn.sender, since: Instant::now(), task: conn.task });
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, IdleLists> {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -53,8 +53,11 @@ impl Harness {
             lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
             max_requests_per_connection: max_requests,
         };
-        tokio::spawn(server::serve_tls(tls_listener, dp.clone(), options.clone(), wait(rx.clone())));
-        tokio::spawn(server::serve(listener, dp.clone(), options, wait(rx.clone())));
+        // The same worker threads as the binary, two of them, so that connections land on different runtimes.
+        let listeners =
+            server::Listeners { plain: listener.into_std().unwrap(), tls: tls_listener.into_std().unwrap() };
+        let worker_rx = rx.clone();
+        server::Workers::start(2, listeners, dp.clone(), options, move || wait(worker_rx.clone())).unwrap();
         tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
         Harness { dp, addr, tls_addr, admin, spool, stop }
     }
