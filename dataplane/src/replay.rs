@@ -11,10 +11,13 @@ use crate::balance::Pick;
 use crate::error::ProxyError;
 use crate::forward::{set_attempt, RequestHead};
 use crate::metrics::ReplayLabel;
+use crate::state::Active;
 use crate::upstream::{attempt, Answer, BodySource, Delivery, Failure, FailureKind};
 use crate::Dataplane;
 use holdfast_snapshot::Policy;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Delivers the request to an endpoint of `backend` and returns the first response head that came back.
@@ -27,12 +30,17 @@ pub async fn deliver(
 ) -> Result<Answer, ProxyError> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(policy.replay.upstream_wait_timeout_ms);
-    let mut snapshots = dp.config.subscribe();
+    // Subscribed to snapshot changes only once there is reason to wait: most requests are delivered at the first
+    // try and need only the snapshot in force.
+    let mut snapshots: Option<watch::Receiver<Arc<Active>>> = None;
     let mut reached: u32 = 0;
     let mut waited = Duration::ZERO;
     let mut last: Option<Failure> = None;
     loop {
-        let active = snapshots.borrow_and_update().clone();
+        let active = match snapshots.as_mut() {
+            Some(snapshots) => snapshots.borrow_and_update().clone(),
+            None => dp.config.current(),
+        };
         let pick = active.backends.get(backend).map_or(Pick::NoCandidate, |b| dp.health.pick(b));
         let wake_at = match pick {
             Pick::Endpoint(addr, _in_flight) => {
@@ -78,9 +86,15 @@ pub async fn deliver(
         if Instant::now() >= deadline {
             return Err(give_up(backend, started, reached, last));
         }
+        let Some(changes) = snapshots.as_mut() else {
+            // Subscribing marks the snapshot in force as seen, and a snapshot pushed since it was read above would
+            // go unnoticed: look again with the subscription before waiting on it.
+            snapshots = Some(dp.config.subscribe());
+            continue;
+        };
         let wait_started = Instant::now();
         tokio::select! {
-            _ = snapshots.changed() => {}
+            _ = changes.changed() => {}
             _ = tokio::time::sleep_until(wake_at) => {}
         }
         waited += wait_started.elapsed();

@@ -150,8 +150,10 @@ impl Connection {
     {
         let client = ClientInfo::new(self.addr, scheme);
         let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
+        // Boxed: the request's future is about 10 KB (routing, spooling, replay and their timers, all inline), and
+        // hyper moves the future it is given into its dispatcher; a box makes that move a pointer copy.
         let service = hyper::service::service_fn(move |request| {
-            crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request)
+            Box::pin(crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request))
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
         watcher.watch(connection).await.map_err(|e| e.to_string())
