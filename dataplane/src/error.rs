@@ -37,6 +37,8 @@ pub enum ProxyError {
     GatewayTimeout { backend: String, attempts: u32, last: Failure },
     #[error("backend {backend} failed and the request cannot be replayed: {last}")]
     BadGateway { backend: String, last: Failure },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn display_last(last: &Option<Failure>) -> String {
@@ -60,7 +62,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::SpoolFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            ProxyError::SpoolIo(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::SpoolIo(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadGateway { .. } | ProxyError::StreamNotTaken => StatusCode::BAD_GATEWAY,
@@ -77,6 +79,7 @@ impl ProxyError {
                 | ProxyError::ClientAborted
                 | ProxyError::SpoolFull { .. }
                 | ProxyError::SpoolIo(_)
+                | ProxyError::Internal(_)
         )
     }
 

@@ -32,6 +32,8 @@ pub struct Dataplane {
     pub spool: spool::SpoolConfig,
     pub metrics: Arc<metrics::Metrics>,
     pub drain: Arc<drain::Drain>,
+    /// The worker threads' runtimes, once [`server::Workers`] has started them.
+    pub workers: server::WorkerHandles,
     /// The TLS listener's certificates, replaced with each snapshot.
     pub certs: Arc<tls::CertStore>,
     /// Serializes snapshot applies, so routes and certificates always come from the same snapshot.
@@ -64,6 +66,7 @@ impl Dataplane {
             spool,
             metrics,
             drain: Arc::new(drain::Drain::default()),
+            workers: server::WorkerHandles::default(),
             certs: Arc::new(tls::CertStore::new(settings.default_certificate.clone())?),
             apply_lock: std::sync::Mutex::new(()),
         }))

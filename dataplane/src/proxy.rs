@@ -1,5 +1,6 @@
 //! The request path, top-down: route → limits → body → upstream with replay → response (or rescue).
 
+use crate::drain::AbortOnDrop;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Sink};
@@ -16,6 +17,7 @@ use hyper::body::{Body, Incoming};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 /// Serves one client request. Never fails: every error becomes a response in [`ProxyError::into_response`].
@@ -75,7 +77,7 @@ async fn proxy(
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     let answer = if declared == Some(0) {
         let head = head_with(has_length.then_some(0));
-        delivered(dp, conn, route, head, BodySource::Empty, true).await.map(|answer| (answer, true))
+        delivered(dp, conn, route, head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
     } else {
         match policy.mode {
             BodyMode::Buffered => {
@@ -84,17 +86,20 @@ async fn proxy(
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
                 receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics).await?;
                 let head = head_with(Some(spool.len()));
-                delivered(dp, conn, route, head, BodySource::Spool(spool), true).await.map(|answer| (answer, true))
+                delivered(dp, conn, route, head, BodySource::Spool(spool), While::BodyRead)
+                    .await
+                    .map(|answer| (answer, true))
             }
             BodyMode::Tee => {
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, true)?;
                 let sink = Sink::Spool(spool.clone());
-                let delivering = delivered(dp, conn, route, head_with(declared), BodySource::Spool(spool), false);
+                let source = BodySource::Spool(spool);
+                let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
                 receive_while_delivering(dp, body, &sink, limits, delivering).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
-                let delivering = delivered(dp, conn, route, head_with(declared), source, false);
+                let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
                 receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering).await
             }
         }
@@ -139,27 +144,49 @@ fn check_declared_length(declared: Option<u64>, policy: &Policy) -> Result<(), P
     }
 }
 
+/// What the client connection is doing while its request is delivered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum While {
+    /// The body has been read (or there is none): hyper is not reading the socket, so the request watches it.
+    BodyRead,
+    /// The body is still arriving (Tee, Streaming): hyper reads the socket and reports a client that goes away.
+    Streaming,
+}
+
 /// Runs the delivery, as the policy says: tied to this request (`clientAbort: Cancel`: when the client goes away the
 /// delivery is dropped, which closes the upstream connection) or detached so that it finishes even then
 /// (`Complete`). A client that resets is gone; one that sends end-of-file has half-closed or closed, and
 /// `halfClose` says which to assume.
+///
+/// While the body is still arriving, the delivery runs on a neighbouring worker when there is one, so that this
+/// worker reads the client and writes the spool while the neighbour writes to the upstream: on one core a single
+/// large upload would run its reads, spool writes and upstream writes one after another.
 async fn delivered(
     dp: &Arc<Dataplane>,
     conn: &Arc<ConnState>,
     route: &Arc<Route>,
     head: RequestHead,
     body: BodySource,
-    body_read: bool,
+    phase: While,
 ) -> Result<Answer, ProxyError> {
     let policy = &route.policy;
+    let neighbour = if phase == While::Streaming { dp.workers.neighbour() } else { None };
     let delivery = async {
-        match policy.client_abort {
-            ClientAbort::Cancel => deliver(dp, &route.backend, &head, &body, policy).await,
-            ClientAbort::Complete => detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone()).await,
+        match (policy.client_abort, neighbour) {
+            (ClientAbort::Cancel, None) => deliver(dp, &route.backend, &head, &body, policy).await,
+            (ClientAbort::Cancel, Some(neighbour)) => {
+                let task = owned_delivery(dp.clone(), route.clone(), head.clone(), body.clone());
+                let task = dp.drain.spawn_on(&neighbour, task);
+                // Dropping this request (its client went away) must drop the delivery, as it would a local one.
+                let _cancel_with_request = AbortOnDrop(task.abort_handle());
+                task.await.unwrap_or_else(|error| Err(ProxyError::Internal(format!("delivery task: {error}"))))
+            }
+            (ClientAbort::Complete, neighbour) => {
+                detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone(), neighbour).await
+            }
         }
     };
-    if !body_read {
-        // While the body streams, hyper reads the socket itself and reports a client that goes away.
+    if phase == While::Streaming {
         return delivery.await;
     }
     tokio::pin!(delivery);
@@ -175,24 +202,36 @@ async fn delivered(
     }
 }
 
-/// A delivery in its own task: if the client is gone when the answer comes, the response is read to its end (so
-/// that the upstream finishes cleanly), logged and dropped.
-async fn detached_delivery(
+/// [`deliver`] with everything it needs owned, to run in a task of its own.
+async fn owned_delivery(
     dp: Arc<Dataplane>,
     route: Arc<Route>,
     head: RequestHead,
     body: BodySource,
 ) -> Result<Answer, ProxyError> {
+    deliver(&dp, &route.backend, &head, &body, &route.policy).await
+}
+
+/// A delivery in its own task (on `runtime`, or this worker's): if the client is gone when the answer comes, the
+/// response is read to its end (so that the upstream finishes cleanly), logged and dropped.
+async fn detached_delivery(
+    dp: Arc<Dataplane>,
+    route: Arc<Route>,
+    head: RequestHead,
+    body: BodySource,
+    runtime: Option<Handle>,
+) -> Result<Answer, ProxyError> {
     let (tx, rx) = oneshot::channel();
-    let drain = dp.drain.clone();
-    drain.spawn(async move {
-        let result = deliver(&dp, &route.backend, &head, &body, &route.policy).await;
+    let (drain, backend) = (dp.drain.clone(), route.backend.clone());
+    let task = async move {
+        let result = owned_delivery(dp, route, head, body).await;
         if let Err(Ok(answer)) = tx.send(result) {
             let status = answer.response.status();
             let read = answer.response.into_body().collect().await.map(|b| b.to_bytes().len());
-            tracing::info!(%status, ?read, backend = %route.backend, "delivery completed after the client left");
+            tracing::info!(%status, ?read, %backend, "delivery completed after the client left");
         }
-    });
+    };
+    drain.spawn_on(&runtime.unwrap_or_else(Handle::current), task);
     rx.await.unwrap_or(Err(ProxyError::ClientAborted))
 }
 

@@ -10,20 +10,36 @@ fn sigterm(pid: u32) {
     assert!(status.success());
 }
 
-async fn start(dir: &std::path::Path, upstream: std::net::SocketAddr) -> (DataplaneProcess, std::path::PathBuf) {
+async fn start(
+    dir: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    mode: &str,
+) -> (DataplaneProcess, std::path::PathBuf) {
     let spool = dir.join("spool");
     std::fs::create_dir(&spool).unwrap();
     let snapshot_file = dir.join("snapshot.json");
-    std::fs::write(&snapshot_file, snapshot(1, &[upstream], r#"{"mode":"Buffered"}"#)).unwrap();
-    let dataplane = DataplaneProcess::start(&spool, &snapshot_file, &["--shutdown-delay", "500ms"]).await;
+    std::fs::write(&snapshot_file, snapshot(1, &[upstream], &format!(r#"{{"mode":"{mode}"}}"#))).unwrap();
+    // Two workers even on one CPU, so that a Tee delivery runs on the neighbour of the worker reading the client.
+    let extra = ["--shutdown-delay", "500ms", "--workers", "2"];
+    let dataplane = DataplaneProcess::start(&spool, &snapshot_file, &extra).await;
     (dataplane, spool)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_upload_lets_it_complete_then_exits_0() {
+    sigterm_during_an_upload("Buffered").await;
+}
+
+/// A Tee body is delivered from a neighbouring worker: that worker must not stop before the delivery ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_tee_upload_lets_it_complete_then_exits_0() {
+    sigterm_during_an_upload("Tee").await;
+}
+
+async fn sigterm_during_an_upload(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
-    let (mut dataplane, spool) = start(dir.path(), upstream.addr).await;
+    let (mut dataplane, spool) = start(dir.path(), upstream.addr, mode).await;
     assert_eq!(get(dataplane.admin, "/readyz").await.0, 200);
     let client = tokio::spawn(upload(dataplane.addr, Upload { rate: Some(50 * MB), ..Upload::new("/up", 200 * MB) }));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -42,7 +58,7 @@ async fn sigterm_during_an_upload_lets_it_complete_then_exits_0() {
 async fn a_second_sigterm_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
-    let (mut dataplane, spool) = start(dir.path(), upstream.addr).await;
+    let (mut dataplane, spool) = start(dir.path(), upstream.addr, "Buffered").await;
     let client = tokio::spawn(upload(dataplane.addr, Upload { rate: Some(10 * MB), ..Upload::new("/up", 200 * MB) }));
     tokio::time::sleep(Duration::from_millis(500)).await;
     sigterm(dataplane.pid());

@@ -13,7 +13,7 @@ mod client_io;
 mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
-pub use workers::{Listeners, WorkerError, Workers};
+pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
 use crate::forward::ClientInfo;
 use crate::Dataplane;

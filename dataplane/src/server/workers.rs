@@ -11,14 +11,40 @@
 //! Every worker accepts from the same listening sockets (each registers a duplicate of the descriptor with its own
 //! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. Everything else
 //! — routes, endpoint health, spool quota, metrics, the drain — is shared through the one [`Dataplane`].
+//!
+//! One exception to "a request stays on its worker": a large Tee or Streaming body is delivered from the next
+//! worker ([`WorkerHandles::neighbour`]), so that reading the client and writing the spool on one core overlaps with
+//! writing to the upstream on another — a single large upload would otherwise be limited to one core.
 
 use super::{serve_listener, ServeOptions};
 use crate::Dataplane;
+use std::cell::Cell;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
+
+thread_local! {
+    /// Which worker this thread is, on worker threads.
+    static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The workers' runtimes, so that a request can hand work to a neighbouring worker.
+#[derive(Debug, Default)]
+pub struct WorkerHandles {
+    handles: OnceLock<Vec<Handle>>,
+}
+
+impl WorkerHandles {
+    /// The runtime of the next worker after the calling one, when the caller is a worker and has a neighbour.
+    pub fn neighbour(&self) -> Option<Handle> {
+        let handles = self.handles.get().filter(|handles| handles.len() > 1)?;
+        let index = WORKER_INDEX.with(Cell::get)?;
+        Some(handles[(index + 1) % handles.len()].clone())
+    }
+}
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +82,7 @@ impl Workers {
     {
         let acceptor = TlsAcceptor::from(dp.certs.server_config()?);
         let mut done = Vec::new();
+        let mut handles = Vec::new();
         for index in 0..count.max(1) {
             let start_error = |source| WorkerError::Start { index, source };
             // Everything that can fail is done here, before the thread starts, so that a failure is reported
@@ -73,15 +100,20 @@ impl Workers {
                 acceptor: acceptor.clone(),
                 shutdown: shutdown.clone(),
             };
+            handles.push(runtime.handle().clone());
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{index}"))
                 .spawn(move || {
+                    WORKER_INDEX.with(|cell| cell.set(Some(index)));
                     runtime.block_on(worker.run(index, plain, tls));
                     let _ = finished.send(());
                 })
                 .map_err(start_error)?;
             done.push(finished_rx);
         }
+        // A dataplane is served by one set of workers; should `start` be called again, the first set stays the
+        // one neighbours are taken from.
+        let _ = dp.workers.handles.set(handles);
         // The workers hold their own duplicates: the sockets close when the last worker lets go of them.
         drop(listeners);
         Ok(Workers { done })

@@ -11,6 +11,7 @@
 use super::body::UpstreamBody;
 use super::failure::{Failure, FailureKind};
 use super::io::UpstreamIo;
+use crate::drain::AbortOnDrop;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// Idle connections kept per endpoint; more than this are closed when released. Generous, because a connection
@@ -32,18 +32,12 @@ pub struct Connection {
     pub addr: SocketAddr,
     /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
     pub reused: bool,
+    /// The thread whose runtime drives the connection's I/O: its idle list is where the connection goes back.
+    home: ThreadId,
+    /// Ends the connection's task when the connection is dropped instead of pooled. Without it, an abandoned attempt
+    /// (timed out, or its client gone) would keep writing the body to an upstream that may then see it complete, and
+    /// keep the spool alive for as long as the upstream holds the socket open.
     task: AbortOnDrop,
-}
-
-/// Ends the connection's task when the connection is dropped instead of pooled. Without it, an abandoned attempt
-/// (timed out, or its client gone) would keep writing the body to an upstream that may then see it complete, and
-/// keep the spool alive for as long as the upstream holds the socket open.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 struct Idle {
@@ -67,11 +61,12 @@ impl Pool {
 
     /// A pooled connection to `addr` that is still open and young enough.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Connection> {
+        let thread = std::thread::current().id();
         let mut idle = self.lock();
-        let conns = idle.get_mut(&(std::thread::current().id(), addr))?;
+        let conns = idle.get_mut(&(thread, addr))?;
         while let Some(conn) = conns.pop() {
             if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
-                return Some(Connection { sender: conn.sender, addr, reused: true, task: conn.task });
+                return Some(Connection { sender: conn.sender, addr, reused: true, home: thread, task: conn.task });
             }
         }
         None
@@ -98,7 +93,13 @@ impl Pool {
                 tracing::debug!(%error, %addr, "upstream connection ended");
             }
         });
-        Ok(Connection { sender, addr, reused: false, task: AbortOnDrop(task.abort_handle()) })
+        Ok(Connection {
+            sender,
+            addr,
+            reused: false,
+            home: std::thread::current().id(),
+            task: AbortOnDrop(task.abort_handle()),
+        })
     }
 
     /// Puts a connection back once its response has been read to the end; a connection whose response is abandoned
@@ -122,7 +123,7 @@ impl Pool {
 
     fn put_back(&self, conn: Connection) {
         let mut idle = self.lock();
-        let conns = idle.entry((std::thread::current().id(), conn.addr)).or_default();
+        let conns = idle.entry((conn.home, conn.addr)).or_default();
         // Expired and closed connections are dropped at checkout; here only the count is bounded.
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
             conns.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
