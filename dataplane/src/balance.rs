@@ -11,7 +11,7 @@
 use holdfast_snapshot::{Backend, Balance};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -90,7 +90,15 @@ pub enum Pick {
 struct EndpointHealth {
     failures: u32,
     retry_at: Option<Instant>,
-    in_flight: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+/// What a request holds on to while it uses an endpoint, readable without the book's lock.
+#[derive(Debug, Default)]
+struct Shared {
+    in_flight: AtomicUsize,
+    /// Mirrors `failures > 0`, so that a success on a healthy endpoint (nearly every request) need not lock the book.
+    failing: AtomicBool,
 }
 
 /// Health and load of every endpoint address, shared by all requests.
@@ -100,11 +108,18 @@ pub struct Health {
 }
 
 /// Counts one attempt against an endpoint while it lives.
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    /// Whether the endpoint has failures on record, which a success would clear.
+    pub fn endpoint_failing(&self) -> bool {
+        self.0.failing.load(Ordering::Acquire)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -128,7 +143,7 @@ impl Health {
         let chosen = match backend.balance {
             Balance::RoundRobin => candidates.iter().filter(available).nth(turn % count),
             Balance::LeastInFlight => {
-                let load = |addr: &SocketAddr| book.get(addr).map_or(0, |h| h.in_flight.load(Ordering::Acquire));
+                let load = |addr: &SocketAddr| book.get(addr).map_or(0, |h| h.shared.in_flight.load(Ordering::Acquire));
                 let least = candidates.iter().filter(available).map(&load).min().unwrap_or(0);
                 let tied = || candidates.iter().filter(available).filter(|a| load(a) == least);
                 tied().nth(turn % tied().count())
@@ -136,9 +151,9 @@ impl Health {
         };
         // `count > 0` and the book is locked, so the position exists; the fallback only keeps this panic-free.
         let chosen = *chosen.unwrap_or(&candidates[0]);
-        let counter = book.entry(chosen).or_default().in_flight.clone();
-        counter.fetch_add(1, Ordering::AcqRel);
-        Pick::Endpoint(chosen, InFlight(counter))
+        let shared = book.entry(chosen).or_default().shared.clone();
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        Pick::Endpoint(chosen, InFlight(shared))
     }
 
     /// Sets an endpoint aside after a failed connect or a reset.
@@ -146,21 +161,24 @@ impl Health {
         let mut book = self.lock();
         let health = book.entry(addr).or_default();
         health.failures = health.failures.saturating_add(1);
+        health.shared.failing.store(true, Ordering::Release);
         let backoff = FIRST_BACKOFF.saturating_mul(1 << health.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
         health.retry_at = Some(Instant::now() + backoff);
     }
 
-    /// Forgets past failures of an endpoint that answered.
+    /// Forgets past failures of an endpoint that answered. Callers may skip it when
+    /// [`InFlight::endpoint_failing`] says there is nothing to forget.
     pub fn record_success(&self, addr: SocketAddr) {
         if let Some(health) = self.lock().get_mut(&addr) {
             health.failures = 0;
             health.retry_at = None;
+            health.shared.failing.store(false, Ordering::Release);
         }
     }
 
     /// Drops what is known about addresses that no snapshot mentions any more (and that nothing is using).
     pub fn retain(&self, present: impl Fn(&SocketAddr) -> bool) {
-        self.lock().retain(|addr, h| present(addr) || h.in_flight.load(Ordering::Acquire) > 0);
+        self.lock().retain(|addr, h| present(addr) || h.shared.in_flight.load(Ordering::Acquire) > 0);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, EndpointHealth>> {

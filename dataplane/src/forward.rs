@@ -53,14 +53,23 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// 32 hex digits, unique per process and, through a random seed, across replicas. Made from a counter rather than
-/// a fresh random UUID so that a request costs no `getrandom` system call.
+/// a fresh random UUID so that a request costs no `getrandom` system call, and from a counter per thread (its top
+/// 16 bits number the thread) so that the workers do not contend for one.
 fn new_request_id() -> HeaderValue {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static SEED: OnceLock<u128> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static COUNTER: Cell<u64> = Cell::new(THREADS.fetch_add(1, Ordering::Relaxed) << 48);
+    }
     let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u128());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let n = COUNTER.with(|counter| {
+        let n = counter.get();
+        counter.set(n.wrapping_add(1));
+        n
+    });
     // splitmix64 of the counter spreads consecutive ids over the whole space; xor with the seed keeps them apart
     // from another process's.
     let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let listeners = server::Listeners { plain: listener.into_std()?, tls: tls_listener.into_std()? };
     let workers = server::Workers::start(workers, listeners, dp, options, move || stopped(stop_rx.clone()))?;
-    workers.finished().await;
+    workers.finished().await?;
     admin_task.abort();
     tracing::info!("drained; exiting");
     Ok(())

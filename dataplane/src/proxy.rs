@@ -8,6 +8,7 @@ use crate::replay::deliver;
 use crate::route::{host_of, Route};
 use crate::server::{ClientSignal, ConnState};
 use crate::spool::Spool;
+use crate::state::Active;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
 use crate::Dataplane;
 use holdfast_snapshot::{BodyMode, ClientAbort, HalfClose, Policy};
@@ -59,7 +60,7 @@ async fn proxy(
     dp: &Arc<Dataplane>,
     client: &ClientInfo,
     conn: &Arc<ConnState>,
-    route: &Arc<Route>,
+    route: &Matched,
     request: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -75,6 +76,8 @@ async fn proxy(
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
     // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
+    // Requests with a body box their futures: kept inline, those states would make every request's future (a
+    // bodyless GET's too) as large as the largest of them, and each request's future is moved into hyper.
     let answer = if declared == Some(0) {
         let head = head_with(has_length.then_some(0));
         delivered(dp, conn, route, head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
@@ -84,9 +87,9 @@ async fn proxy(
                 // The whole body is on disk before any upstream is contacted: the upstream never waits for a
                 // slow client, and a chunked body is sent with a Content-Length.
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
-                receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics).await?;
+                Box::pin(receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics)).await?;
                 let head = head_with(Some(spool.len()));
-                delivered(dp, conn, route, head, BodySource::Spool(spool), While::BodyRead)
+                Box::pin(delivered(dp, conn, route, head, BodySource::Spool(spool), While::BodyRead))
                     .await
                     .map(|answer| (answer, true))
             }
@@ -95,12 +98,12 @@ async fn proxy(
                 let sink = Sink::Spool(spool.clone());
                 let source = BodySource::Spool(spool);
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                receive_while_delivering(dp, body, &sink, limits, delivering).await
+                Box::pin(receive_while_delivering(dp, body, &sink, limits, delivering)).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering).await
+                Box::pin(receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering)).await
             }
         }
     };
@@ -125,14 +128,31 @@ fn redirect_to_https(request: &Request<Incoming>) -> Response<ProxyBody> {
     response
 }
 
-fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Arc<Route>, ProxyError> {
+/// The route a request matched, with the snapshot it was found in: the first delivery attempt picks its endpoint
+/// from that snapshot instead of reading the one in force again (a read of state shared by every worker, so it
+/// costs on every request).
+#[derive(Clone)]
+struct Matched {
+    snapshot: Arc<Active>,
+    route: Arc<Route>,
+}
+
+impl std::ops::Deref for Matched {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        &self.route
+    }
+}
+
+fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Matched, ProxyError> {
     let authority = forward::authority(request.uri(), request.headers());
     let (host, path) = (host_of(authority.unwrap_or("")), request.uri().path());
-    dp.config
-        .current()
-        .routes
-        .find(host, path)
-        .ok_or_else(|| ProxyError::NoRoute { host: host.to_string(), path: path.to_string() })
+    let snapshot = dp.config.current();
+    match snapshot.routes.find(host, path) {
+        Some(route) => Ok(Matched { snapshot, route }),
+        None => Err(ProxyError::NoRoute { host: host.to_string(), path: path.to_string() }),
+    }
 }
 
 fn check_declared_length(declared: Option<u64>, policy: &Policy) -> Result<(), ProxyError> {
@@ -164,7 +184,7 @@ enum While {
 async fn delivered(
     dp: &Arc<Dataplane>,
     conn: &Arc<ConnState>,
-    route: &Arc<Route>,
+    route: &Matched,
     head: RequestHead,
     body: BodySource,
     phase: While,
@@ -173,7 +193,7 @@ async fn delivered(
     let neighbour = if phase == While::Streaming { dp.workers.neighbour() } else { None };
     let delivery = async {
         match (policy.client_abort, neighbour) {
-            (ClientAbort::Cancel, None) => deliver(dp, &route.backend, &head, &body, policy).await,
+            (ClientAbort::Cancel, None) => deliver(dp, &route.snapshot, &route.backend, &head, &body, policy).await,
             (ClientAbort::Cancel, Some(neighbour)) => {
                 let task = owned_delivery(dp.clone(), route.clone(), head.clone(), body.clone());
                 let task = dp.drain.spawn_on(&neighbour, task);
@@ -182,7 +202,7 @@ async fn delivered(
                 task.await.unwrap_or_else(|error| Err(ProxyError::Internal(format!("delivery task: {error}"))))
             }
             (ClientAbort::Complete, neighbour) => {
-                detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone(), neighbour).await
+                Box::pin(detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone(), neighbour)).await
             }
         }
     };
@@ -205,18 +225,18 @@ async fn delivered(
 /// [`deliver`] with everything it needs owned, to run in a task of its own.
 async fn owned_delivery(
     dp: Arc<Dataplane>,
-    route: Arc<Route>,
+    route: Matched,
     head: RequestHead,
     body: BodySource,
 ) -> Result<Answer, ProxyError> {
-    deliver(&dp, &route.backend, &head, &body, &route.policy).await
+    deliver(&dp, &route.snapshot, &route.backend, &head, &body, &route.policy).await
 }
 
 /// A delivery in its own task (on `runtime`, or this worker's): if the client is gone when the answer comes, the
 /// response is read to its end (so that the upstream finishes cleanly), logged and dropped.
 async fn detached_delivery(
     dp: Arc<Dataplane>,
-    route: Arc<Route>,
+    route: Matched,
     head: RequestHead,
     body: BodySource,
     runtime: Option<Handle>,

@@ -21,8 +21,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Delivers the request to an endpoint of `backend` and returns the first response head that came back.
+/// `snapshot` is the one the request was routed with; the first endpoint is picked from it.
 pub async fn deliver(
     dp: &Dataplane,
+    snapshot: &Arc<Active>,
     backend: &str,
     head: &RequestHead,
     body: &BodySource,
@@ -33,17 +35,27 @@ pub async fn deliver(
     // Subscribed to snapshot changes only once there is reason to wait: most requests are delivered at the first
     // try and need only the snapshot in force.
     let mut snapshots: Option<watch::Receiver<Arc<Active>>> = None;
+    let mut routed_with = Some(snapshot);
     let mut reached: u32 = 0;
     let mut waited = Duration::ZERO;
     let mut last: Option<Failure> = None;
     loop {
-        let active = match snapshots.as_mut() {
-            Some(snapshots) => snapshots.borrow_and_update().clone(),
-            None => dp.config.current(),
+        // Borrowed when it is the routing snapshot, so that the common case touches no shared reference count.
+        let latest: Arc<Active>;
+        let active: &Active = match (snapshots.as_mut(), routed_with.take()) {
+            (Some(snapshots), _) => {
+                latest = snapshots.borrow_and_update().clone();
+                &latest
+            }
+            (None, Some(snapshot)) => snapshot,
+            (None, None) => {
+                latest = dp.config.current();
+                &latest
+            }
         };
         let pick = active.backends.get(backend).map_or(Pick::NoCandidate, |b| dp.health.pick(b));
         let wake_at = match pick {
-            Pick::Endpoint(addr, _in_flight) => {
+            Pick::Endpoint(addr, in_flight) => {
                 // Only replays carry the attempt header, so the first attempt sends the head as it is.
                 let replay_head;
                 let head = if reached == 0 {
@@ -57,7 +69,9 @@ pub async fn deliver(
                 let delivery = Delivery { head, body, timeouts: &policy.timeouts };
                 let failure = match attempt(&dp.pool, addr, &delivery).await {
                     Ok(answer) => {
-                        dp.health.record_success(addr);
+                        if in_flight.endpoint_failing() {
+                            dp.health.record_success(addr);
+                        }
                         dp.metrics.upstream_wait_seconds.observe(waited.as_secs_f64());
                         return Ok(answer);
                     }

@@ -15,7 +15,7 @@ VALUE_SETS = {
                         "controller": {"publishStatusAddress": ["203.0.113.7"],
                                        "defaults": {"maxBodySize": "1Gi", "mode": "Tee", "maxAttempts": 3,
                                                     "upstreamWaitTimeout": "2m"}},
-                        "dataplane": {"upstreamIdleTimeout": "3s", "headerReadTimeout": "10s"}},
+                        "dataplane": {"upstreamIdleTimeout": "3s", "headerReadTimeout": "10s", "workers": 4}},
 }
 
 

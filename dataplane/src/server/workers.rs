@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 thread_local! {
@@ -53,6 +53,8 @@ pub enum WorkerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("worker {index} could not start: {source}")]
     Start { index: usize, source: std::io::Error },
+    #[error("worker {index} panicked; the process exits so that it is restarted whole")]
+    Panicked { index: usize },
 }
 
 /// The listening sockets every worker accepts from.
@@ -63,7 +65,22 @@ pub struct Listeners {
 
 /// The running workers; [`Workers::finished`] resolves once every one of them has drained and stopped.
 pub struct Workers {
-    done: Vec<oneshot::Receiver<()>>,
+    count: usize,
+    /// `(worker index, whether it ended without a panic)`, one per worker.
+    ended: mpsc::UnboundedReceiver<(usize, bool)>,
+}
+
+/// Lives on a worker thread's stack and reports, when dropped, how the thread ended: dropped during a panic's
+/// unwinding, it reports the panic.
+struct ReportEnd {
+    index: usize,
+    report: mpsc::UnboundedSender<(usize, bool)>,
+}
+
+impl Drop for ReportEnd {
+    fn drop(&mut self) {
+        let _ = self.report.send((self.index, !std::thread::panicking()));
+    }
 }
 
 impl Workers {
@@ -81,9 +98,10 @@ impl Workers {
         F: Future<Output = ()> + 'static,
     {
         let acceptor = TlsAcceptor::from(dp.certs.server_config()?);
-        let mut done = Vec::new();
+        let count = count.max(1);
+        let (report, ended) = mpsc::unbounded_channel();
         let mut handles = Vec::new();
-        for index in 0..count.max(1) {
+        for index in 0..count {
             let start_error = |source| WorkerError::Start { index, source };
             // Everything that can fail is done here, before the thread starts, so that a failure is reported
             // instead of a worker silently missing.
@@ -93,7 +111,7 @@ impl Workers {
             // tokio requires non-blocking sockets; a duplicate shares the flag with the original.
             plain.set_nonblocking(true).map_err(start_error)?;
             tls.set_nonblocking(true).map_err(start_error)?;
-            let (finished, finished_rx) = oneshot::channel();
+            let report = report.clone();
             let worker = Worker {
                 dp: dp.clone(),
                 options: options.clone(),
@@ -104,26 +122,31 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{index}"))
                 .spawn(move || {
+                    let _report_end = ReportEnd { index, report };
                     WORKER_INDEX.with(|cell| cell.set(Some(index)));
                     runtime.block_on(worker.run(index, plain, tls));
-                    let _ = finished.send(());
                 })
                 .map_err(start_error)?;
-            done.push(finished_rx);
         }
         // A dataplane is served by one set of workers; should `start` be called again, the first set stays the
         // one neighbours are taken from.
         let _ = dp.workers.handles.set(handles);
         // The workers hold their own duplicates: the sockets close when the last worker lets go of them.
         drop(listeners);
-        Ok(Workers { done })
+        Ok(Workers { count, ended })
     }
 
-    /// Resolves when every worker has stopped (a worker thread that panicked counts as stopped).
-    pub async fn finished(self) {
-        for done in self.done {
-            let _ = done.await;
+    /// Resolves when every worker has drained and stopped, or as soon as one panics: a worker that is gone would
+    /// leave its share of the connections unserved, so the process should rather exit and be restarted.
+    pub async fn finished(mut self) -> Result<(), WorkerError> {
+        for _ in 0..self.count {
+            match self.ended.recv().await {
+                Some((_, true)) => {}
+                Some((index, false)) => return Err(WorkerError::Panicked { index }),
+                None => break,
+            }
         }
+        Ok(())
     }
 }
 
@@ -153,5 +176,60 @@ where
             serve_listener(plain, dp.clone(), options.clone(), None, shutdown()),
             serve_listener(tls, dp, options, Some(acceptor), shutdown()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Lingering;
+    use std::time::Duration;
+
+    fn start(
+        count: usize,
+        shutdown: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send + Clone + 'static,
+    ) -> Workers {
+        let spool = tempfile::tempdir().unwrap();
+        let settings = crate::Settings {
+            spool_dir: spool.path().to_path_buf(),
+            spool_quota: 0,
+            upstream_idle_timeout: Duration::from_secs(1),
+            default_certificate: None,
+        };
+        let dp = Dataplane::new(&settings).unwrap();
+        let listeners = Listeners {
+            plain: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            tls: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        };
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(1),
+            lingering: Lingering { timeout: Duration::from_secs(1), max_bytes: 1 },
+            max_requests_per_connection: 0,
+        };
+        Workers::start(count, listeners, dp, options, shutdown).unwrap()
+    }
+
+    #[tokio::test]
+    async fn workers_that_drain_and_stop_are_finished() {
+        let workers = start(2, || Box::pin(async {}));
+        assert!(workers.finished().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_reported_at_once() {
+        // One worker panics; the other would serve forever. `finished` must not wait for it.
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers = start(2, move || {
+            let first = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    panic!("test: a worker fails");
+                }
+                std::future::pending::<()>().await
+            })
+        });
+        let outcome = tokio::time::timeout(Duration::from_secs(10), workers.finished()).await;
+        assert!(matches!(outcome, Ok(Err(WorkerError::Panicked { .. }))), "got {outcome:?}");
     }
 }

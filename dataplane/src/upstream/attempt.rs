@@ -40,7 +40,8 @@ pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>
             }
         }
     }
-    let conn = pool.connect(addr, ms(delivery.timeouts.upstream_connect_ms)).await?;
+    // Boxed: the connect and handshake states are large and needed only when no pooled connection is at hand.
+    let conn = Box::pin(pool.connect(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
     send(conn, delivery).await
 }
 

@@ -33,7 +33,7 @@ pub struct Connection {
     /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
     pub reused: bool,
     /// The thread whose runtime drives the connection's I/O: its idle list is where the connection goes back.
-    home: ThreadId,
+    home: Home,
     /// Ends the connection's task when the connection is dropped instead of pooled. Without it, an abandoned attempt
     /// (timed out, or its client gone) would keep writing the body to an upstream that may then see it complete, and
     /// keep the spool alive for as long as the upstream holds the socket open.
@@ -49,24 +49,53 @@ struct Idle {
 /// Idle connections by the thread that opened them and the endpoint they lead to.
 type IdleLists = HashMap<(ThreadId, SocketAddr), Vec<Idle>>;
 
+/// Threads get shards in turn; more threads than shards share them (still correct, keyed by thread).
+const SHARDS: usize = 64;
+
+/// One lock per thread rather than one for all: every request takes and returns a connection, and a lock shared
+/// by the workers would bounce its cache line between their cores twice per request. Aligned so that two shards
+/// never share a cache line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<IdleLists>);
+
+/// The calling thread and its shard.
+#[derive(Clone, Copy)]
+struct Home {
+    thread: ThreadId,
+    shard: usize,
+}
+
+fn this_thread() -> Home {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: Home = Home {
+            thread: std::thread::current().id(),
+            shard: NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS,
+        };
+    }
+    HOME.with(|home| *home)
+}
+
 pub struct Pool {
-    idle: Mutex<IdleLists>,
+    shards: Vec<Shard>,
     idle_timeout: Duration,
 }
 
 impl Pool {
     pub fn new(idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(Pool { idle: Mutex::new(HashMap::new()), idle_timeout })
+        Arc::new(Pool { shards: (0..SHARDS).map(|_| Shard::default()).collect(), idle_timeout })
     }
 
-    /// A pooled connection to `addr` that is still open and young enough.
+    /// A pooled connection to `addr`, opened by this thread, that is still open and young enough.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Connection> {
-        let thread = std::thread::current().id();
-        let mut idle = self.lock();
-        let conns = idle.get_mut(&(thread, addr))?;
+        let home = this_thread();
+        let mut idle = self.lock(home.shard);
+        let conns = idle.get_mut(&(home.thread, addr))?;
         while let Some(conn) = conns.pop() {
             if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
-                return Some(Connection { sender: conn.sender, addr, reused: true, home: thread, task: conn.task });
+                return Some(Connection { sender: conn.sender, addr, reused: true, home, task: conn.task });
             }
         }
         None
@@ -93,13 +122,7 @@ impl Pool {
                 tracing::debug!(%error, %addr, "upstream connection ended");
             }
         });
-        Ok(Connection {
-            sender,
-            addr,
-            reused: false,
-            home: std::thread::current().id(),
-            task: AbortOnDrop(task.abort_handle()),
-        })
+        Ok(Connection { sender, addr, reused: false, home: this_thread(), task: AbortOnDrop(task.abort_handle()) })
     }
 
     /// Puts a connection back once its response has been read to the end; a connection whose response is abandoned
@@ -122,8 +145,8 @@ impl Pool {
     }
 
     fn put_back(&self, conn: Connection) {
-        let mut idle = self.lock();
-        let conns = idle.entry((conn.home, conn.addr)).or_default();
+        let mut idle = self.lock(conn.home.shard);
+        let conns = idle.entry((conn.home.thread, conn.addr)).or_default();
         // Expired and closed connections are dropped at checkout; here only the count is bounded.
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
             conns.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
@@ -133,7 +156,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, IdleLists> {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self, shard: usize) -> MutexGuard<'_, IdleLists> {
+        self.shards[shard].0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
