@@ -98,12 +98,12 @@ async fn proxy(
                 let sink = Sink::Spool(spool.clone());
                 let source = BodySource::Spool(spool);
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                Box::pin(receive_while_delivering(dp, body, &sink, limits, delivering)).await
+                Box::pin(receive_while_delivering(dp, (conn, route), body, &sink, limits, delivering)).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                Box::pin(receive_while_delivering(dp, body, &Sink::Stream(tx), limits, delivering)).await
+                Box::pin(receive_while_delivering(dp, (conn, route), body, &Sink::Stream(tx), limits, delivering)).await
             }
         }
     };
@@ -212,14 +212,21 @@ async fn delivered(
     tokio::pin!(delivery);
     tokio::select! {
         answer = &mut delivery => answer,
-        signal = conn.client_signal() => match (signal, policy.half_close) {
-            (ClientSignal::Eof, HalfClose::Respond) => delivery.await,
-            _ => {
-                tracing::info!(?signal, backend = %route.backend, "client went away during delivery");
-                Err(ProxyError::ClientAborted)
-            }
+        signal = conn.client_signal() => match client_left(signal, policy.half_close, &route.backend) {
+            None => delivery.await,
+            Some(error) => Err(error),
         },
     }
+}
+
+/// What the client's socket said while its request was being delivered, under the route's `halfClose`: `None` when
+/// the request goes on (an end-of-file taken as a half-close), else the error that ends it.
+fn client_left(signal: ClientSignal, half_close: HalfClose, backend: &str) -> Option<ProxyError> {
+    if (signal, half_close) == (ClientSignal::Eof, HalfClose::Respond) {
+        return None;
+    }
+    tracing::info!(?signal, backend, "client went away during delivery");
+    Some(ProxyError::ClientAborted)
 }
 
 /// [`deliver`] with everything it needs owned, to run in a task of its own.
@@ -257,10 +264,12 @@ async fn detached_delivery(
 
 /// Tee and Streaming: the client's body is read while the delivery runs. A failure of the client's side ends the
 /// request with that failure (the upstream connection is aborted by the failed body); a response from the upstream
-/// ends it with that response, possibly before the body is complete (an early response). Returns the answer and
-/// whether the client's body was read to its end.
+/// ends it with that response, possibly before the body is complete (an early response). Once the body has been
+/// read to its end hyper no longer reads the socket, so from then on the request watches it, as a Buffered request
+/// does during its delivery. Returns the answer and whether the client's body was read to its end.
 async fn receive_while_delivering(
     dp: &Dataplane,
+    (conn, route): (&ConnState, &Matched),
     body: Incoming,
     sink: &Sink,
     limits: BodyLimits,
@@ -268,15 +277,23 @@ async fn receive_while_delivering(
 ) -> Result<(Answer, bool), ProxyError> {
     let receiving = receive(body, sink, limits, &dp.metrics);
     tokio::pin!(receiving, delivering);
-    let mut received = false;
+    let (mut received, mut watching) = (false, false);
     loop {
         tokio::select! {
             result = &mut receiving, if !received => match result {
+                Ok(_) => (received, watching) = (true, true),
                 // The attempt holding the stream ended; its own result says how.
-                Ok(_) | Err(ProxyError::StreamNotTaken) => received = true,
+                Err(ProxyError::StreamNotTaken) => received = true,
                 Err(error) => return Err(error),
             },
             answer = &mut delivering => return answer.map(|answer| (answer, received)),
+            signal = conn.client_signal(), if watching => {
+                match client_left(signal, route.policy.half_close, &route.backend) {
+                    // A half-close: nothing more will come from this socket, and nothing needs watching.
+                    None => watching = false,
+                    Some(error) => return Err(error),
+                }
+            }
         }
     }
 }

@@ -39,45 +39,55 @@ async fn closes_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_half_closes_after_its_request_gets_the_response_then_the_close() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
-    let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], "{}")), 0).await;
-    let payload = body(300_000);
-    let mut stream = connect(dataplane.addr).await;
-    let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", payload.len());
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&payload).await.unwrap();
-    stream.shutdown().await.unwrap(); // shutdown(SHUT_WR): a FIN, as in seed 003
-    let (status, _, response) = read_response(&mut stream).await.unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&response));
-    assert!(closes_within(&mut stream, Duration::from_secs(2)).await, "then the connection closes");
-    dataplane.assert_spool_clean().await;
+    for mode in ["Buffered", "Tee"] {
+        let dir = tempfile::tempdir().unwrap();
+        // A slow upstream, so that the FIN arrives while the delivery is still running.
+        let upstream =
+            UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &["--read-rate", "1000000"]).await;
+        let policy = format!(r#"{{"mode":"{mode}"}}"#);
+        let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
+        let payload = body(300_000);
+        let mut stream = connect(dataplane.addr).await;
+        let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", payload.len());
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&payload).await.unwrap();
+        stream.shutdown().await.unwrap(); // shutdown(SHUT_WR): a FIN, as in seed 003
+        let (status, _, response) = read_response(&mut stream).await.unwrap();
+        assert_eq!(status, 200, "mode {mode}: {}", String::from_utf8_lossy(&response));
+        assert!(closes_within(&mut stream, Duration::from_secs(2)).await, "then the connection closes");
+        dataplane.assert_spool_clean().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_abort_policy_ends_a_waiting_request_at_the_clients_fin() {
-    // No endpoint: the request waits. With `halfClose: Abort` the client's FIN ends it at once.
-    let policy = r#"{"halfClose":"Abort","replay":{"upstreamWaitTimeoutMs":10000}}"#;
-    let dataplane = Harness::start(Some(&snapshot(1, &[], policy)), 0).await;
-    let mut stream = connect(dataplane.addr).await;
-    stream.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = std::time::Instant::now();
-    stream.shutdown().await.unwrap();
-    let (status, _, _) = read_response(&mut stream).await.unwrap();
-    assert_eq!(status, 400);
-    assert!(started.elapsed() < Duration::from_secs(2));
-    dataplane.assert_spool_clean().await;
+    for mode in ["Buffered", "Tee"] {
+        // No endpoint: the request waits. With `halfClose: Abort` the client's FIN ends it at once.
+        let policy = format!(r#"{{"mode":"{mode}","halfClose":"Abort","replay":{{"upstreamWaitTimeoutMs":10000}}}}"#);
+        let dataplane = Harness::start(Some(&snapshot(1, &[], &policy)), 0).await;
+        let mut stream = connect(dataplane.addr).await;
+        stream.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        stream.shutdown().await.unwrap();
+        let (status, _, _) = read_response(&mut stream).await.unwrap();
+        assert_eq!(status, 400, "mode {mode}");
+        assert!(started.elapsed() < Duration::from_secs(2), "mode {mode}");
+        dataplane.assert_spool_clean().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_abort_cancel_closes_the_upstream_and_complete_finishes_the_delivery() {
-    for (abort, expected_deliveries) in [("Cancel", 0), ("Complete", 1)] {
+    // Tee too: its body is complete before the delivery is (the upstream reads slowly), and from then on the client
+    // is watched as in Buffered mode.
+    let cases = [("Buffered", "Cancel", 0), ("Buffered", "Complete", 1), ("Tee", "Cancel", 0), ("Tee", "Complete", 1)];
+    for (mode, abort, expected_deliveries) in cases {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("d.jsonl");
         // A slow upstream: the client is gone long before it has read the body.
         let upstream = UpstreamProcess::start("127.0.0.1:0", &log, &["--read-rate", "10000000"]).await;
-        let policy = format!(r#"{{"mode":"Buffered","clientAbort":"{abort}"}}"#);
+        let policy = format!(r#"{{"mode":"{mode}","clientAbort":"{abort}"}}"#);
         let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
         let payload = body(5_000_000);
         let mut stream = connect(dataplane.addr).await;
@@ -89,7 +99,7 @@ async fn client_abort_cancel_closes_the_upstream_and_complete_finishes_the_deliv
         socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
         drop(stream);
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(deliveries(&log).len(), expected_deliveries, "clientAbort: {abort}");
+        assert_eq!(deliveries(&log).len(), expected_deliveries, "mode {mode}, clientAbort: {abort}");
         dataplane.assert_spool_clean().await;
     }
 }
