@@ -3,8 +3,8 @@
 //!
 //! Why not one work-stealing runtime: a proxied request wakes three tasks (the client connection, the upstream
 //! connection, the request itself) several times, and on a multi-threaded runtime those wakeups cross threads — an
-//! `eventfd` write, a futex, a stolen task, a cold cache each time. Measured with `bench/run.sh` on 2 cores, small
-//! GETs cost about 25 % more CPU that way. Here a connection is accepted, read, proxied and answered on one thread,
+//! `eventfd` write, a futex, a stolen task, a cold cache each time. Measured on 2 cores (`docs/benchmarks.md`), that
+//! made about 20 % fewer small GETs per second than this design, with more system time per request. Here a connection is accepted, read, proxied and answered on one thread,
 //! and the upstream connections it uses are opened and pooled on that thread too ([`crate::upstream::Pool`] keeps
 //! one idle list per thread), so a request never leaves its worker.
 //!
@@ -12,9 +12,11 @@
 //! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. Everything else
 //! — routes, endpoint health, spool quota, metrics, the drain — is shared through the one [`Dataplane`].
 //!
-//! One exception to "a request stays on its worker": a large Tee or Streaming body is delivered from the next
-//! worker ([`WorkerHandles::neighbour`]), so that reading the client and writing the spool on one core overlaps with
-//! writing to the upstream on another — a single large upload would otherwise be limited to one core.
+//! One exception to "a request stays on its worker": a Tee or Streaming body is delivered from the next worker
+//! ([`WorkerHandles::neighbour`]), so that reading the client and writing the spool on one core overlaps with
+//! writing to the upstream on another — a single large upload would otherwise be limited to one core. So that such a
+//! delivery always finds its neighbour's runtime running, a worker that has drained keeps its runtime going until
+//! every worker has drained.
 
 use super::{serve_listener, ServeOptions};
 use crate::Dataplane;
@@ -23,7 +25,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 thread_local! {
@@ -53,8 +55,10 @@ pub enum WorkerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("worker {index} could not start: {source}")]
     Start { index: usize, source: std::io::Error },
-    #[error("worker {index} panicked; the process exits so that it is restarted whole")]
-    Panicked { index: usize },
+    #[error(
+        "worker {index} stopped unexpectedly (see the log above); the process exits so that it is restarted whole"
+    )]
+    Stopped { index: usize },
 }
 
 /// The listening sockets every worker accepts from.
@@ -66,20 +70,21 @@ pub struct Listeners {
 /// The running workers; [`Workers::finished`] resolves once every one of them has drained and stopped.
 pub struct Workers {
     count: usize,
-    /// `(worker index, whether it ended without a panic)`, one per worker.
+    /// `(worker index, whether it ended as it should)`, one per worker.
     ended: mpsc::UnboundedReceiver<(usize, bool)>,
 }
 
 /// Lives on a worker thread's stack and reports, when dropped, how the thread ended: dropped during a panic's
-/// unwinding, it reports the panic.
+/// unwinding, or before the worker served at all, it reports a failure.
 struct ReportEnd {
     index: usize,
+    served: bool,
     report: mpsc::UnboundedSender<(usize, bool)>,
 }
 
 impl Drop for ReportEnd {
     fn drop(&mut self) {
-        let _ = self.report.send((self.index, !std::thread::panicking()));
+        let _ = self.report.send((self.index, self.served && !std::thread::panicking()));
     }
 }
 
@@ -100,6 +105,8 @@ impl Workers {
         let acceptor = TlsAcceptor::from(dp.certs.server_config()?);
         let count = count.max(1);
         let (report, ended) = mpsc::unbounded_channel();
+        // How many workers have drained; each keeps its runtime running until all have.
+        let drained = Arc::new(watch::Sender::new(0usize));
         let mut handles = Vec::new();
         for index in 0..count {
             let start_error = |source| WorkerError::Start { index, source };
@@ -111,7 +118,7 @@ impl Workers {
             // tokio requires non-blocking sockets; a duplicate shares the flag with the original.
             plain.set_nonblocking(true).map_err(start_error)?;
             tls.set_nonblocking(true).map_err(start_error)?;
-            let report = report.clone();
+            let (report, drained) = (report.clone(), drained.clone());
             let worker = Worker {
                 dp: dp.clone(),
                 options: options.clone(),
@@ -122,9 +129,16 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("holdfast-worker-{index}"))
                 .spawn(move || {
-                    let _report_end = ReportEnd { index, report };
+                    let mut report_end = ReportEnd { index, served: false, report };
                     WORKER_INDEX.with(|cell| cell.set(Some(index)));
-                    runtime.block_on(worker.run(index, plain, tls));
+                    report_end.served = runtime.block_on(async {
+                        let served = worker.run(index, plain, tls).await;
+                        drained.send_modify(|n| *n += 1);
+                        // A neighbour may still hand this runtime a delivery (or be running one here) until it
+                        // has drained too.
+                        let _ = drained.subscribe().wait_for(|n| *n == count).await;
+                        served
+                    });
                 })
                 .map_err(start_error)?;
         }
@@ -142,7 +156,7 @@ impl Workers {
         for _ in 0..self.count {
             match self.ended.recv().await {
                 Some((_, true)) => {}
-                Some((index, false)) => return Err(WorkerError::Panicked { index }),
+                Some((index, false)) => return Err(WorkerError::Stopped { index }),
                 None => break,
             }
         }
@@ -162,13 +176,14 @@ where
     S: Fn() -> F,
     F: Future<Output = ()>,
 {
-    async fn run(self, index: usize, plain: std::net::TcpListener, tls: std::net::TcpListener) {
+    /// Serves until shutdown and the drain; false when the worker could not serve at all.
+    async fn run(self, index: usize, plain: std::net::TcpListener, tls: std::net::TcpListener) -> bool {
         // Registering with this worker's epoll needs the runtime, so it happens here rather than in `start`.
         let (plain, tls) = match (TcpListener::from_std(plain), TcpListener::from_std(tls)) {
             (Ok(plain), Ok(tls)) => (plain, tls),
             (Err(error), _) | (_, Err(error)) => {
-                tracing::error!(%error, worker = index, "worker cannot listen; the other workers carry on");
-                return;
+                tracing::error!(%error, worker = index, "worker cannot listen");
+                return false;
             }
         };
         let Worker { dp, options, acceptor, shutdown } = self;
@@ -176,6 +191,7 @@ where
             serve_listener(plain, dp.clone(), options.clone(), None, shutdown()),
             serve_listener(tls, dp, options, Some(acceptor), shutdown()),
         );
+        true
     }
 }
 
@@ -230,6 +246,6 @@ mod tests {
             })
         });
         let outcome = tokio::time::timeout(Duration::from_secs(10), workers.finished()).await;
-        assert!(matches!(outcome, Ok(Err(WorkerError::Panicked { .. }))), "got {outcome:?}");
+        assert!(matches!(outcome, Ok(Err(WorkerError::Stopped { .. }))), "got {outcome:?}");
     }
 }
