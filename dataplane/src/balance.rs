@@ -256,6 +256,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_attempt_knows_whether_its_endpoint_has_failures_to_forget() {
+        let b = backend(Balance::RoundRobin, &[(1, true, true, false)]);
+        let health = Health::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let failing = |pick: Pick| match pick {
+            Pick::Endpoint(_, in_flight) => in_flight.endpoint_failing(),
+            _ => panic!("expected an endpoint"),
+        };
+        assert!(!failing(health.pick(&b)), "a healthy endpoint needs no success recorded");
+        health.record_failure(addr);
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(failing(health.pick(&b)), "after a failure, a success must be recorded");
+        health.record_success(addr);
+        assert!(!failing(health.pick(&b)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn failing_endpoints_back_off_with_growing_delays_and_recover() {
         let b = backend(Balance::RoundRobin, &[(1, true, true, false)]);
         let health = Health::default();
