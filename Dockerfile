@@ -22,7 +22,8 @@ RUN for crate in snapshot crds dataplane controller; do \
     done \
     && echo 'fn main() {}' > dataplane/src/bin/hash_upstream.rs \
     && echo 'fn main() {}' > crds/src/bin/crdgen.rs \
-    && cargo build --release --locked -p holdfast-controller -p holdfast-dataplane \
+    && cargo build --release --locked -p holdfast-controller \
+    && cargo build --profile dist --locked -p holdfast-dataplane \
     && rm -rf snapshot/src crds/src dataplane/src controller/src
 
 # The real sources. Their mtimes may be older than the stub builds', so touch them for cargo to rebuild our crates.
@@ -31,8 +32,9 @@ COPY crds/src crds/src
 COPY dataplane/src dataplane/src
 COPY controller/src controller/src
 RUN find snapshot crds dataplane controller -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked -p holdfast-controller -p holdfast-dataplane \
-    && install -D -m 0755 target/release/holdfast-controller target/release/holdfast-dataplane -t /out
+    && cargo build --release --locked -p holdfast-controller \
+    && cargo build --profile dist --locked -p holdfast-dataplane \
+    && install -D -m 0755 target/release/holdfast-controller target/dist/holdfast-dataplane -t /out
 
 # bash is used by the chart's exec probes and preStop hook (the admin listener is on the pod's loopback, out of reach
 # of kubelet HTTP probes); ca-certificates for TLS to the Kubernetes API outside the cluster's own CA.

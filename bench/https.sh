@@ -36,8 +36,8 @@ if ((${#missing[@]})); then
   timeout 300 apt-get update -qq
   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
-[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || cargo build --release -p holdfast-dataplane
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist" # the profile the image ships (Cargo.toml)
+[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || cargo build --profile dist -p holdfast-dataplane
 TMP=$(mktemp -d /tmp/holdfast-https-bench.XXXXXX)
 chmod 755 "$TMP"
 mkdir -p "$TMP/nginx" "$TMP/spool"

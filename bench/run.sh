@@ -91,10 +91,10 @@ install_missing() {
 }
 install_missing
 
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist" # the profile the image ships (Cargo.toml)
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  log "cargo build --release -p holdfast-dataplane (target dir ${CARGO_TARGET_DIR:-./target})"
-  cargo build --release -p holdfast-dataplane
+  log "cargo build --profile dist -p holdfast-dataplane (target dir ${CARGO_TARGET_DIR:-./target})"
+  cargo build --profile dist -p holdfast-dataplane
 fi
 [[ -x $BIN/holdfast-hash-upstream ]] || die "$BIN/holdfast-hash-upstream is missing"
 [[ -x $BIN/holdfast-dataplane ]] || die "$BIN/holdfast-dataplane is missing"
