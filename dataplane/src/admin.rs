@@ -28,14 +28,7 @@ pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, shutdown: impl Fut
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = crate::server::accept(&listener, "admin") => accepted,
             _ = &mut shutdown => return,
         };
         let dp = dp.clone();

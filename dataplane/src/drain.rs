@@ -26,14 +26,6 @@ impl Drain {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Runs `task` to completion on this thread's runtime even if its caller goes away, counted until it ends.
-    pub fn spawn<F>(self: &Arc<Self>, task: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        self.spawn_on(&Handle::current(), task);
-    }
-
     /// Runs `task` on `runtime`, counted until it ends or is aborted. Every worker waits for the count to reach zero
     /// before its runtime stops, so a task running on a neighbour's runtime is never cut off by that neighbour's
     /// shutdown.

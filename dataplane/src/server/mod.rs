@@ -5,7 +5,7 @@
 //! the response) and close with lingering when a response went out before the request body was read
 //! ([`client_io`]).
 //!
-//! Entry points take an already-bound listener and a shutdown future, so tests bind `127.0.0.1:0` and never race a
+//! [`Workers`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0` and never race a
 //! rebind. On shutdown the listener closes, open connections are asked to finish (keep-alive ends after the request
 //! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
@@ -44,28 +44,8 @@ pub struct ServeOptions {
     pub max_requests_per_connection: u32,
 }
 
-/// Serves plain-text clients until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    dp: Arc<Dataplane>,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()>,
-) {
-    serve_listener(listener, dp, options, None, shutdown).await
-}
-
-/// Serves TLS clients (certificates from the snapshot, chosen by SNI) until `shutdown` resolves, then drains.
-pub async fn serve_tls(
-    listener: TcpListener,
-    dp: Arc<Dataplane>,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), crate::tls::TlsError> {
-    let acceptor = TlsAcceptor::from(dp.certs.server_config()?);
-    serve_listener(listener, dp, options, Some(acceptor), shutdown).await;
-    Ok(())
-}
-
+/// Serves one listener (TLS when `tls` is given) on the calling thread's runtime until `shutdown` resolves, then
+/// drains. [`Workers`] runs one per listener on each worker.
 async fn serve_listener(
     listener: TcpListener,
     dp: Arc<Dataplane>,
@@ -89,15 +69,7 @@ async fn serve_listener(
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Running out of file descriptors must not end the listener: back off briefly.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "client") => accepted,
             _ = &mut shutdown => break,
         };
         let connection = Connection { dp: dp.clone(), builder: builder.clone(), options: options.clone(), addr };
@@ -111,6 +83,20 @@ async fn serve_listener(
     };
     if tokio::time::timeout(options.drain_timeout, drained).await.is_err() {
         tracing::warn!("drain timeout reached with requests still in flight");
+    }
+}
+
+/// The next connection on `listener`. An accept error (running out of file descriptors, say) must not end the
+/// listener: it is logged and retried after a short pause.
+pub(crate) async fn accept(listener: &TcpListener, which: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(%error, listener = which, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
