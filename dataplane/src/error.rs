@@ -27,6 +27,8 @@ pub enum ProxyError {
     ClientAborted,
     #[error("not enough spool space for this request body (quota {quota} bytes); try again later")]
     SpoolFull { quota: u64 },
+    #[error("the spool disk has no room for this request body; try again later")]
+    DiskFull,
     #[error("the request body could not be stored: {0}")]
     SpoolIo(std::io::Error),
     #[error("the upstream stopped taking the streamed body")]
@@ -49,6 +51,7 @@ impl From<crate::spool::SpoolError> for ProxyError {
     fn from(error: crate::spool::SpoolError) -> Self {
         match error {
             crate::spool::SpoolError::QuotaExceeded { quota } => ProxyError::SpoolFull { quota },
+            crate::spool::SpoolError::DiskFull => ProxyError::DiskFull,
             crate::spool::SpoolError::Io(e) => ProxyError::SpoolIo(e),
         }
     }
@@ -61,7 +64,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::SpoolFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ProxyError::SpoolFull { .. } | ProxyError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             ProxyError::SpoolIo(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -78,6 +81,7 @@ impl ProxyError {
                 | ProxyError::ClientBodyTimeout(_)
                 | ProxyError::ClientAborted
                 | ProxyError::SpoolFull { .. }
+                | ProxyError::DiskFull
                 | ProxyError::SpoolIo(_)
                 | ProxyError::Internal(_)
         )

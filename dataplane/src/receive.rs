@@ -83,7 +83,10 @@ async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Met
             return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
         }
         match sink {
-            Sink::Spool(spool) => spool.append(&data)?,
+            Sink::Spool(spool) => {
+                spool.append(&data)?;
+                spool.paced().await;
+            }
             Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
         }
     }

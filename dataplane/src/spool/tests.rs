@@ -103,3 +103,52 @@ async fn reader_follows_a_live_writer_and_fails_on_abort() {
     aborted.abort();
     assert!(matches!(reader.await.unwrap(), Err(ReadError::Aborted)));
 }
+
+#[tokio::test]
+async fn a_declared_length_gets_its_disk_blocks_up_front_and_a_disk_too_small_answers_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 1024, Some(8 << 20), true).unwrap();
+    spool.append(&Bytes::from_static(b"first bytes")).unwrap();
+    let file = spool.lock().file.clone().expect("straight to disk");
+    use std::os::unix::fs::MetadataExt;
+    assert!(file.metadata().unwrap().blocks() * 512 >= 8 << 20, "blocks allocated for the declared length");
+
+    // No disk here holds a petabyte: refused when the first byte arrives, before the body is read.
+    let huge = Spool::new(config(dir.path(), 0), 1024, Some(1 << 50), true).unwrap();
+    let err = huge.append(&Bytes::from_static(b"x")).expect_err("disk full");
+    assert!(matches!(err, SpoolError::DiskFull), "{err:?}");
+}
+
+/// A reader that keeps up with the writer (a live Tee attempt) holds the client back to within `pace::LEAD`, so
+/// that it reads from memory; a reader that goes away releases the writer.
+#[tokio::test]
+async fn a_caught_up_reader_paces_the_writer_until_it_goes_away() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 1024, None, true).unwrap();
+    let chunk = Bytes::from(pattern(256 * 1024));
+    let mut reader = spool.reader();
+    spool.append(&chunk).unwrap();
+    assert_eq!(reader.next_chunk().await.unwrap().unwrap().len(), chunk.len(), "caught up: now it paces");
+    for _ in 0..2 {
+        spool.append(&chunk).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("within the lead");
+    }
+    spool.append(&chunk).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), spool.paced()).await.is_err(),
+        "three chunks ahead of a pacing reader: the writer waits"
+    );
+    let mut read = 0;
+    while read < chunk.len() {
+        let got = reader.next_chunk().await.unwrap().unwrap();
+        assert!(spool.lock().recent.iter().any(|(start, _)| *start <= read as u64 + 256 * 1024), "read from memory");
+        read += got.len();
+    }
+    tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("the reader moved on");
+    spool.append(&chunk).unwrap();
+    spool.append(&chunk).unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(200), spool.paced()).await.is_err());
+    drop(reader);
+    tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("a reader that went away paces no more");
+}
