@@ -14,6 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How long bytes appended to a spool may wait for more before its readers hear of them. Readers on another worker
+/// hear of new bytes in steps of a few hundred KiB while the client sends fast; this bounds the delay when it does
+/// not. (hyper hands over a client's body chunk by chunk with a pause between any two, so "nothing to read right
+/// now" cannot be told from its `Pending`; a moment's wait can.)
+const PUBLISH_DELAY: Duration = Duration::from_millis(1);
+
 /// Limits on a client's body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits {
@@ -66,7 +72,7 @@ impl Drop for AbortOnDrop<'_> {
 async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
     let mut total: u64 = 0;
     loop {
-        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+        let frame = match next_frame(&mut body, sink, limits.idle).await {
             Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
             Ok(None) => return Ok(total),
             Ok(Some(Err(error))) => {
@@ -83,11 +89,26 @@ async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Met
             return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
         }
         match sink {
-            Sink::Spool(spool) => {
-                spool.append(&data)?;
-                spool.paced().await;
-            }
+            Sink::Spool(spool) => spool.append(&data)?,
             Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
         }
     }
+}
+
+/// The next frame of the client's body, within the idle timeout; readers of a spool hear of every byte so far when
+/// the client's next bytes are not there within [`PUBLISH_DELAY`].
+async fn next_frame(
+    body: &mut Incoming,
+    sink: &Sink,
+    idle: Duration,
+) -> Result<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>, tokio::time::error::Elapsed> {
+    if let Sink::Spool(spool) = sink {
+        if spool.has_unpublished() {
+            if let Ok(frame) = tokio::time::timeout(PUBLISH_DELAY, body.frame()).await {
+                return Ok(frame);
+            }
+            spool.publish();
+        }
+    }
+    tokio::time::timeout(idle, body.frame()).await
 }

@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 /// Largest HTTP/1 read buffer per client connection (hyper's minimum is 8 KiB).
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
 
 /// How the client listeners behave.
 #[derive(Debug, Clone)]

@@ -20,16 +20,14 @@ pub enum ReadError {
 /// A cursor over a spool that waits for bytes still to come.
 pub struct SpoolReader {
     spool: Arc<Spool>,
-    /// This reader's place among the spool's readers, for pacing.
-    id: u64,
     progress: watch::Receiver<Progress>,
     offset: u64,
 }
 
 impl SpoolReader {
     pub(super) fn new(spool: Arc<Spool>) -> Self {
-        let (id, progress) = spool.add_reader();
-        SpoolReader { spool, id, progress, offset: 0 }
+        let progress = spool.subscribe();
+        SpoolReader { spool, progress, offset: 0 }
     }
 
     /// The next bytes, `None` at the end of a complete body, or an error if the body was aborted.
@@ -39,7 +37,7 @@ impl SpoolReader {
             match progress {
                 Progress::Aborted => return Err(ReadError::Aborted),
                 Progress::Open { len } | Progress::Complete { len } if self.offset < len => {
-                    let chunk = self.spool.read_at(self.id, self.offset, READ_CHUNK)?;
+                    let chunk = self.spool.read_at(self.offset, READ_CHUNK)?;
                     self.offset += chunk.len() as u64;
                     return Ok(Some(chunk));
                 }
@@ -52,11 +50,5 @@ impl SpoolReader {
                 }
             }
         }
-    }
-}
-
-impl Drop for SpoolReader {
-    fn drop(&mut self) {
-        self.spool.remove_reader(self.id);
     }
 }

@@ -118,37 +118,3 @@ async fn a_declared_length_gets_its_disk_blocks_up_front_and_a_disk_too_small_an
     let err = huge.append(&Bytes::from_static(b"x")).expect_err("disk full");
     assert!(matches!(err, SpoolError::DiskFull), "{err:?}");
 }
-
-/// A reader that keeps up with the writer (a live Tee attempt) holds the client back to within `pace::LEAD`, so
-/// that it reads from memory; a reader that goes away releases the writer.
-#[tokio::test]
-async fn a_caught_up_reader_paces_the_writer_until_it_goes_away() {
-    use std::time::Duration;
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::new(config(dir.path(), 0), 1024, None, true).unwrap();
-    let chunk = Bytes::from(pattern(256 * 1024));
-    let mut reader = spool.reader();
-    spool.append(&chunk).unwrap();
-    assert_eq!(reader.next_chunk().await.unwrap().unwrap().len(), chunk.len(), "caught up: now it paces");
-    for _ in 0..2 {
-        spool.append(&chunk).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("within the lead");
-    }
-    spool.append(&chunk).unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), spool.paced()).await.is_err(),
-        "three chunks ahead of a pacing reader: the writer waits"
-    );
-    let mut read = 0;
-    while read < chunk.len() {
-        let got = reader.next_chunk().await.unwrap().unwrap();
-        assert!(spool.lock().recent.iter().any(|(start, _)| *start <= read as u64 + 256 * 1024), "read from memory");
-        read += got.len();
-    }
-    tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("the reader moved on");
-    spool.append(&chunk).unwrap();
-    spool.append(&chunk).unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(200), spool.paced()).await.is_err());
-    drop(reader);
-    tokio::time::timeout(Duration::from_secs(5), spool.paced()).await.expect("a reader that went away paces no more");
-}
