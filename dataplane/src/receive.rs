@@ -8,17 +8,15 @@ use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::upstream::BodyItem;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body::{Body, Frame};
 use hyper::body::Incoming;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// How long bytes appended to a spool may wait for more before its readers hear of them. Readers on another worker
-/// hear of new bytes in steps of a few hundred KiB while the client sends fast; this bounds the delay when it does
-/// not. (hyper hands over a client's body chunk by chunk with a pause between any two, so "nothing to read right
-/// now" cannot be told from its `Pending`; a moment's wait can.)
-const PUBLISH_DELAY: Duration = Duration::from_millis(1);
+use tokio::time::error::Elapsed;
 
 /// Limits on a client's body.
 #[derive(Debug, Clone, Copy)]
@@ -95,20 +93,33 @@ async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Met
     }
 }
 
-/// The next frame of the client's body, within the idle timeout; readers of a spool hear of every byte so far when
-/// the client's next bytes are not there within [`PUBLISH_DELAY`].
+/// The next frame of the client's body, within the idle timeout.
+///
+/// Readers of a spool on another worker hear of new bytes in steps of a few hundred KiB while the client sends
+/// fast, and of every byte so far as soon as the client's next bytes are not there. hyper answers `Pending` between
+/// any two chunks of a body, also when the next one is already in the socket, so one `Pending` says nothing: this
+/// asks to be polled once more, which lets hyper read the socket again, and publishes only if the body is still
+/// pending then. (A 1 ms timer did the same at the cost of a syscall per chunk: tokio wakes its own driver when a
+/// timer earlier than all others is set.)
 async fn next_frame(
     body: &mut Incoming,
     sink: &Sink,
     idle: Duration,
-) -> Result<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>, tokio::time::error::Elapsed> {
-    if let Sink::Spool(spool) = sink {
-        if spool.has_unpublished() {
-            if let Ok(frame) = tokio::time::timeout(PUBLISH_DELAY, body.frame()).await {
-                return Ok(frame);
+) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Elapsed> {
+    let mut looked_again = false;
+    let next = std::future::poll_fn(|cx| {
+        let polled = Pin::new(&mut *body).poll_frame(cx);
+        if let (Poll::Pending, Sink::Spool(spool)) = (&polled, sink) {
+            if spool.has_unpublished() {
+                if looked_again {
+                    spool.publish();
+                } else {
+                    looked_again = true;
+                    cx.waker().wake_by_ref();
+                }
             }
-            spool.publish();
         }
-    }
-    tokio::time::timeout(idle, body.frame()).await
+        polled
+    });
+    tokio::time::timeout(idle, next).await
 }

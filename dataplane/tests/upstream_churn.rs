@@ -187,7 +187,8 @@ async fn a_pooled_connection_closed_by_a_restarted_upstream_is_retried_on_a_fres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tee_mode_streams_to_the_upstream_before_the_body_is_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
+    let deliveries = dir.path().join("d.jsonl");
+    let mut upstream = UpstreamProcess::start("127.0.0.1:0", &deliveries, &["--progress-step", "1"]).await;
     let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], r#"{"mode":"Tee"}"#)), 0).await;
     // The client sends 5 MB of a declared 20 MB and then stalls.
     let stalled =

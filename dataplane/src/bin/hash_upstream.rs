@@ -28,9 +28,12 @@ struct Args {
     /// Append one JSON line per complete body to this file.
     #[arg(long)]
     deliveries: Option<PathBuf>,
-    /// Print `progress BYTES` on stdout after each MiB of a body.
+    /// Print `progress BYTES` on stdout after each `--progress-step` bytes of a body.
     #[arg(long)]
     progress: bool,
+    /// Bytes between two `progress` lines (1 reports every read).
+    #[arg(long, default_value_t = 1 << 20)]
+    progress_step: u64,
     /// Read bodies at most this fast (bytes per second); 0 means as fast as they come.
     #[arg(long, default_value_t = 0)]
     read_rate: u64,
@@ -82,7 +85,7 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
         if args.progress && bytes >= next_report {
             println!("progress {bytes}");
             std::io::stdout().flush()?;
-            next_report = bytes + (1 << 20);
+            next_report = bytes + args.progress_step.max(1);
         }
         if args.read_rate > 0 {
             let due = Duration::from_secs_f64(bytes as f64 / args.read_rate as f64);
