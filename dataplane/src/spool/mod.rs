@@ -179,8 +179,10 @@ impl Spool {
 
     /// Whether readers following the writer (Tee mode) have bytes still to hear of.
     pub fn has_unpublished(&self) -> bool {
-        let inner = self.lock();
-        self.live_readers && inner.len() > inner.published
+        self.live_readers && {
+            let inner = self.lock();
+            inner.len() > inner.published
+        }
     }
 
     /// Tells readers about every byte appended so far. The writer calls it when the client's next bytes are not
