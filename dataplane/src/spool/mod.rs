@@ -309,10 +309,11 @@ impl Spool {
 
 /// Gives a file of declared length its disk blocks at once. Writing into allocated blocks skips the filesystem's
 /// per-page block reservation (0.34 → 0.24 s of CPU per GiB written in 256 KiB writes on ext4, close included), and
-/// a disk that cannot hold the body says so with its first bytes. Filesystems without fallocate just go on.
+/// a disk that cannot hold the body says so with its first bytes. The file's size stays what was written
+/// (`KEEP_SIZE`): past it there is nothing to read. Filesystems without fallocate just go on.
 fn allocate(file: &File, len: u64) -> Result<(), SpoolError> {
     use rustix::io::Errno;
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
         Ok(()) => Ok(()),
         Err(Errno::NOSPC | Errno::DQUOT | Errno::FBIG) => Err(SpoolError::DiskFull),
         Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),

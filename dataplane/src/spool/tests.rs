@@ -111,7 +111,9 @@ async fn a_declared_length_gets_its_disk_blocks_up_front_and_a_disk_too_small_an
     spool.append(&Bytes::from_static(b"first bytes")).unwrap();
     let file = spool.lock().file.clone().expect("straight to disk");
     use std::os::unix::fs::MetadataExt;
-    assert!(file.metadata().unwrap().blocks() * 512 >= 8 << 20, "blocks allocated for the declared length");
+    let metadata = file.metadata().unwrap();
+    assert!(metadata.blocks() * 512 >= 8 << 20, "blocks allocated for the declared length");
+    assert_eq!(metadata.len(), 0, "the size is what was written (the first bytes are still in the write batch)");
 
     // No disk here holds a petabyte: refused when the first byte arrives, before the body is read.
     let huge = Spool::new(config(dir.path(), 0), 1024, Some(1 << 50), true).unwrap();
