@@ -64,6 +64,11 @@ pub struct Args {
     /// cgroup limits included).
     #[arg(long, env = "HOLDFAST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// Share client connections out evenly between the workers: a worker with more open than another hands new
+    /// ones over. For a few long-lived connections (behind a load balancer), which the kernel may otherwise all give
+    /// to one worker. Off: each connection stays with whichever worker woke first for it, which costs less.
+    #[arg(long, env = "HOLDFAST_BALANCE_CONNECTIONS")]
+    pub balance_connections: bool,
     /// Log format.
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -134,6 +139,8 @@ mod tests {
         assert_eq!(args.listen.port(), 8080);
         assert_eq!(args.admin.to_string(), "127.0.0.1:9901");
         assert_eq!(args.spool_quota, 1 << 30);
+        assert!(!args.balance_connections);
+        assert!(Args::try_parse_from(["holdfast-dataplane", "--balance-connections"]).unwrap().balance_connections);
         assert!(Args::try_parse_from(["holdfast-dataplane", "--spool-quota", "lots"]).is_err());
     }
 }

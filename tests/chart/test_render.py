@@ -114,6 +114,12 @@ def test_admin_listener_stays_on_loopback_unless_exposed(value_set):
     assert flag(container(objects, "controller"), "dataplane-url") == "http://127.0.0.1:9901/config"
 
 
+def test_connection_balancing_is_off_unless_asked_for():
+    assert "--balance-connections" not in container(render({}), "dataplane")["args"]
+    balanced = container(render({"dataplane": {"balanceConnections": True}}), "dataplane")
+    assert "--balance-connections" in balanced["args"]
+
+
 def test_probes_ask_the_admin_listener_from_inside_the_pod(value_set):
     _, values = value_set
     dataplane = container(render(values), "dataplane")

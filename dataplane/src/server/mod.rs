@@ -10,6 +10,7 @@
 //! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
 mod client_io;
+mod share;
 mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio_rustls::TlsAcceptor;
 
 /// Largest HTTP/1 read buffer per client connection (hyper's minimum is 8 KiB).
@@ -42,6 +44,8 @@ pub struct ServeOptions {
     pub lingering: Lingering,
     /// HTTP/1 connections close after this many requests (0: never).
     pub max_requests_per_connection: u32,
+    /// Hand new connections from a busier worker to the least loaded one ([`share`]).
+    pub balance_connections: bool,
 }
 
 /// Serves one listener (TLS when `tls` is given) on the calling thread's runtime until `shutdown` resolves, then
@@ -72,8 +76,14 @@ async fn serve_listener(
             accepted = accept(&listener, "client") => accepted,
             _ = &mut shutdown => break,
         };
-        let connection = Connection { dp: dp.clone(), builder: builder.clone(), options: options.clone(), addr };
-        tokio::spawn(connection.run(stream, tls.clone(), graceful.watcher()));
+        let assigned = dp.workers.assign_connection(options.balance_connections);
+        let (open, elsewhere) = assigned.map_or((None, None), |assigned| (Some(assigned.open), assigned.elsewhere));
+        let connection =
+            Connection { dp: dp.clone(), builder: builder.clone(), options: options.clone(), addr, _open: open };
+        match elsewhere {
+            None => drop(tokio::spawn(connection.run(stream, tls.clone(), graceful.watcher()))),
+            Some(worker) => hand_over(worker, connection, stream, tls.clone(), graceful.watcher()),
+        }
     }
     drop(listener);
     tracing::info!(open = graceful.count(), "draining client connections");
@@ -100,12 +110,29 @@ pub(crate) async fn accept(listener: &TcpListener, which: &str) -> (TcpStream, S
     }
 }
 
+/// Serves `connection` on another worker's runtime. The socket moves from this worker's epoll to that one's; the
+/// connection stays watched by this listener's graceful shutdown, so the drain waits for it as for any other.
+fn hand_over(worker: Handle, connection: Connection, stream: TcpStream, tls: Option<TlsAcceptor>, watcher: Watcher) {
+    let addr = connection.addr;
+    match stream.into_std() {
+        Ok(stream) => drop(worker.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => connection.run(stream, tls, watcher).await,
+                Err(error) => tracing::warn!(%error, %addr, "a worker could not take over a client connection"),
+            }
+        })),
+        Err(error) => tracing::warn!(%error, %addr, "a client connection could not be handed to another worker"),
+    }
+}
+
 /// One accepted client connection.
 struct Connection {
     dp: Arc<Dataplane>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     options: ServeOptions,
     addr: SocketAddr,
+    /// Counts the connection on the worker serving it.
+    _open: Option<share::OpenConnection>,
 }
 
 impl Connection {

@@ -9,8 +9,10 @@
 //! one idle list per thread), so a request never leaves its worker.
 //!
 //! Every worker accepts from the same listening sockets (each registers a duplicate of the descriptor with its own
-//! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. Everything else
-//! — routes, endpoint health, spool quota, metrics, the drain — is shared through the one [`Dataplane`].
+//! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. A worker that
+//! has more connections open than the others hands a new one over to the least loaded ([`super::share`]).
+//! Everything else — routes, endpoint health, spool quota, metrics, the drain — is shared through the one
+//! [`Dataplane`].
 //!
 //! One exception to "a request stays on its worker": a Tee or Streaming body is delivered from the next worker
 //! ([`WorkerHandles::neighbour`]), so that reading the client and writing the spool on one core overlaps with
@@ -18,6 +20,7 @@
 //! delivery always finds its neighbour's runtime running, a worker that has drained keeps its runtime going until
 //! every worker has drained.
 
+use super::share::{OpenConnection, OpenConnections};
 use super::{serve_listener, ServeOptions};
 use crate::Dataplane;
 use std::cell::Cell;
@@ -33,13 +36,37 @@ thread_local! {
     static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-/// The workers' runtimes, so that a request can hand work to a neighbouring worker.
+/// The workers' runtimes, so that a request can hand work to a neighbouring worker, and their open connections.
 #[derive(Debug, Default)]
 pub struct WorkerHandles {
     handles: OnceLock<Vec<Handle>>,
+    open: OnceLock<Arc<OpenConnections>>,
+}
+
+/// Where a client connection just accepted is to be served.
+pub(crate) struct Assigned {
+    /// Counts the connection on its worker for as long as it is held.
+    pub open: OpenConnection,
+    /// The runtime of another worker, when the connection is handed over.
+    pub elsewhere: Option<Handle>,
 }
 
 impl WorkerHandles {
+    /// Where a connection accepted on the calling worker is to be served (`balance`: perhaps on another worker);
+    /// `None` off the worker threads.
+    pub(crate) fn assign_connection(&self, balance: bool) -> Option<Assigned> {
+        let (handles, open) = (self.handles.get()?, self.open.get()?);
+        let index = WORKER_INDEX.with(Cell::get)?;
+        let open = if balance { open.assign(index) } else { open.keep(index) };
+        let elsewhere = (open.worker() != index).then(|| handles.get(open.worker()).cloned()).flatten();
+        Some(Assigned { open, elsewhere })
+    }
+
+    /// Open client connections of each worker (empty before the workers start).
+    pub fn open_connections(&self) -> Vec<usize> {
+        self.open.get().map(|open| open.loads()).unwrap_or_default()
+    }
+
     /// The runtime of the next worker after the calling one, when the caller is a worker and has a neighbour.
     pub fn neighbour(&self) -> Option<Handle> {
         let handles = self.handles.get().filter(|handles| handles.len() > 1)?;
@@ -145,6 +172,7 @@ impl Workers {
         // A dataplane is served by one set of workers; should `start` be called again, the first set stays the
         // one neighbours are taken from.
         let _ = dp.workers.handles.set(handles);
+        let _ = dp.workers.open.set(OpenConnections::new(count));
         // The workers hold their own duplicates: the sockets close when the last worker lets go of them.
         drop(listeners);
         Ok(Workers { count, ended })
@@ -205,6 +233,15 @@ mod tests {
         count: usize,
         shutdown: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send + Clone + 'static,
     ) -> Workers {
+        start_with(count, false, shutdown).0
+    }
+
+    /// Workers, their dataplane and the address of their plain listener.
+    fn start_with(
+        count: usize,
+        balance_connections: bool,
+        shutdown: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send + Clone + 'static,
+    ) -> (Workers, Arc<Dataplane>, std::net::SocketAddr) {
         let spool = tempfile::tempdir().unwrap();
         let settings = crate::Settings {
             spool_dir: spool.path().to_path_buf(),
@@ -217,13 +254,33 @@ mod tests {
             plain: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             tls: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         };
+        let plain_addr = listeners.plain.local_addr().unwrap();
         let options = ServeOptions {
-            header_read_timeout: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(1),
             lingering: Lingering { timeout: Duration::from_secs(1), max_bytes: 1 },
             max_requests_per_connection: 0,
+            balance_connections,
         };
-        Workers::start(count, listeners, dp, options, shutdown).unwrap()
+        (Workers::start(count, listeners, dp.clone(), options, shutdown).unwrap(), dp, plain_addr)
+    }
+
+    #[tokio::test]
+    async fn connections_opened_at_once_are_shared_out_between_the_workers() {
+        let (_workers, dp, addr) = start_with(2, true, || Box::pin(std::future::pending()));
+        let mut clients = Vec::new();
+        for _ in 0..20 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let counted = async {
+            while dp.workers.open_connections().iter().sum::<usize>() < 20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), counted).await.expect("every connection accepted");
+        let loads = dp.workers.open_connections();
+        assert!(loads.iter().all(|&n| (9..=11).contains(&n)), "open connections per worker: {loads:?}");
+        drop(clients);
     }
 
     #[tokio::test]

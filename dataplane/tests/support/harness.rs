@@ -52,6 +52,9 @@ impl Harness {
             drain_timeout: Duration::from_secs(5),
             lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
             max_requests_per_connection: max_requests,
+            // On, so that every test also runs connections handed over from the worker that accepted them (the
+            // binary's default, off, serves each where it was accepted; the workers' unit tests cover it).
+            balance_connections: true,
         };
         // The same worker threads as the binary, two of them, so that connections land on different runtimes.
         let listeners =
