@@ -9,8 +9,9 @@
 //! one idle list per thread), so a request never leaves its worker.
 //!
 //! Every worker accepts from the same listening sockets (each registers a duplicate of the descriptor with its own
-//! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. A worker that
-//! has more connections open than the others hands a new one over to the least loaded ([`super::share`]).
+//! epoll), so an idle worker picks up the next connection; nothing distributes connections by hash. With
+//! `--balance-connections`, a worker that has more connections open than the others hands a new one over to the
+//! least loaded ([`super::share`]).
 //! Everything else — routes, endpoint health, spool quota, metrics, the drain — is shared through the one
 //! [`Dataplane`].
 //!
