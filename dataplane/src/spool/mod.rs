@@ -246,9 +246,7 @@ impl Spool {
             let file = inner.file.clone().expect("file_len > 0 implies a file");
             let available = usize::try_from(inner.file_len - offset).unwrap_or(usize::MAX);
             drop(inner);
-            let mut buf = vec![0; max.min(available)];
-            file.read_exact_at(&mut buf, offset)?;
-            return Ok(Bytes::from(buf));
+            return read_back(&file, offset, max.min(available)).map(Bytes::from);
         }
         let start = usize::try_from(offset - inner.file_len).unwrap_or(usize::MAX);
         if start >= inner.pending.len() {
@@ -319,6 +317,24 @@ fn allocate(file: &File, len: u64) -> Result<(), SpoolError> {
         Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
         Err(errno) => Err(SpoolError::Io(errno.into())),
     }
+}
+
+/// Reads `len` bytes of the file at `offset` into a new buffer without zeroing it first (as `read_exact_at` would
+/// need): a Tee attempt behind its client and every replay read each spooled byte back, and zeroing was one more
+/// pass over all of them.
+fn read_back(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    // `with_capacity` gives exactly `len` (a documented guarantee of `Vec`), so reads into the spare capacity never
+    // go past the bytes asked for.
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(buf)
 }
 
 impl Inner {

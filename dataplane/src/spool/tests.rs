@@ -120,3 +120,14 @@ async fn a_declared_length_gets_its_disk_blocks_up_front_and_a_disk_too_small_an
     let err = huge.append(&Bytes::from_static(b"x")).expect_err("disk full");
     assert!(matches!(err, SpoolError::DiskFull), "{err:?}");
 }
+
+#[test]
+fn read_back_returns_exactly_the_bytes_asked_for_and_fails_past_the_end() {
+    let file = tempfile::tempfile().unwrap();
+    let body = pattern(300_000);
+    file.write_all_at(&body, 0).unwrap();
+    assert_eq!(read_back(&file, 1234, 200_000).unwrap(), &body[1234..201_234]);
+    assert_eq!(read_back(&file, 299_999, 1).unwrap(), &body[299_999..]);
+    let err = read_back(&file, 299_000, 2_000).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+}
