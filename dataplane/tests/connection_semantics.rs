@@ -22,6 +22,13 @@ fn body(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// Writes a whole `POST /up` with a Content-Length on a connection the test goes on using.
+async fn send_post(stream: &mut TcpStream, payload: &[u8]) {
+    let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", payload.len());
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+}
+
 /// Reads until the peer closes; true when that happens within the time limit.
 async fn closes_within(stream: &mut TcpStream, limit: Duration) -> bool {
     let mut sink = [0u8; 4096];
@@ -48,9 +55,7 @@ async fn a_client_that_half_closes_after_its_request_gets_the_response_then_the_
         let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
         let payload = body(300_000);
         let mut stream = connect(dataplane.addr).await;
-        let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", payload.len());
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&payload).await.unwrap();
+        send_post(&mut stream, &payload).await;
         stream.shutdown().await.unwrap(); // shutdown(SHUT_WR): a FIN, as in seed 003
         let (status, _, response) = read_response(&mut stream).await.unwrap();
         assert_eq!(status, 200, "mode {mode}: {}", String::from_utf8_lossy(&response));
@@ -91,9 +96,7 @@ async fn client_abort_cancel_closes_the_upstream_and_complete_finishes_the_deliv
         let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
         let payload = body(5_000_000);
         let mut stream = connect(dataplane.addr).await;
-        let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", payload.len());
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&payload).await.unwrap();
+        send_post(&mut stream, &payload).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The client resets its connection (it was killed, or gave up).
         socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
