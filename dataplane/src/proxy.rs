@@ -3,10 +3,10 @@
 use crate::drain::AbortOnDrop;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forward::{self, ClientInfo, RequestHead};
-use crate::receive::{receive, BodyLimits, Sink};
+use crate::receive::{receive, BodyLimits, Direct, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
-use crate::server::{ClientSignal, ConnState};
+use crate::server::{ClientSignal, ConnState, DIRECT_BODY_MIN_LEN};
 use crate::spool::Spool;
 use crate::state::Active;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
@@ -45,6 +45,10 @@ pub async fn handle(
             error.into_response(&request_id, policy.as_deref())
         }
     };
+    if conn.body_taken() {
+        // The body was read past hyper (`DirectBody`), which therefore cannot read the next request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let closing = response.headers().get(header::CONNECTION).is_some_and(|v| v == "close");
     if closing {
         // The body may be partly unread: close without destroying the response (lingering close).
@@ -74,6 +78,13 @@ async fn proxy(
         idle: Duration::from_millis(policy.timeouts.client_body_ms),
     };
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    // A large declared body on a plain HTTP/1 connection is read past hyper, in large chunks (`DirectBody`).
+    let direct = match (declared, conn.direct_body()) {
+        (Some(len), Some(body)) if len >= DIRECT_BODY_MIN_LEN && parts.version <= Version::HTTP_11 => {
+            Some(Direct { body, len })
+        }
+        _ => None,
+    };
     // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     // Requests with a body box their futures: kept inline, those states would make every request's future (a
@@ -87,7 +98,7 @@ async fn proxy(
                 // The whole body is on disk before any upstream is contacted: the upstream never waits for a
                 // slow client, and a chunked body is sent with a Content-Length.
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
-                Box::pin(receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics)).await?;
+                Box::pin(receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics, direct)).await?;
                 let head = head_with(Some(spool.len()));
                 Box::pin(delivered(dp, conn, route, head, BodySource::Spool(spool), While::BodyRead))
                     .await
@@ -98,12 +109,15 @@ async fn proxy(
                 let sink = Sink::Spool(spool.clone());
                 let source = BodySource::Spool(spool);
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                Box::pin(receive_while_delivering(dp, (conn, route), body, &sink, limits, delivering)).await
+                let receiving = receive(body, &sink, limits, &dp.metrics, direct);
+                Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
                 let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
-                Box::pin(receive_while_delivering(dp, (conn, route), body, &Sink::Stream(tx), limits, delivering)).await
+                let sink = Sink::Stream(tx);
+                let receiving = receive(body, &sink, limits, &dp.metrics, None);
+                Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
             }
         }
     };
@@ -268,14 +282,10 @@ async fn detached_delivery(
 /// read to its end hyper no longer reads the socket, so from then on the request watches it, as a Buffered request
 /// does during its delivery. Returns the answer and whether the client's body was read to its end.
 async fn receive_while_delivering(
-    dp: &Dataplane,
     (conn, route): (&ConnState, &Matched),
-    body: Incoming,
-    sink: &Sink,
-    limits: BodyLimits,
+    receiving: impl std::future::Future<Output = Result<u64, ProxyError>>,
     delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
 ) -> Result<(Answer, bool), ProxyError> {
-    let receiving = receive(body, sink, limits, &dp.metrics);
     tokio::pin!(receiving, delivering);
     let (mut received, mut watching) = (false, false);
     loop {

@@ -1,11 +1,14 @@
 //! Reading the client's request body into a spool or a stream, under the body limits.
 //!
 //! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies and `clientBodyTimeout` are
-//! enforced once for every mode. On any failure the sink is aborted, which fails every upstream attempt reading
+//! enforced once for every mode. A body is read through hyper, or — large, declared, on a plain HTTP/1 connection —
+//! through hyper until hyper has handed over what it buffered and then straight from the socket in large chunks
+//! ([`DirectBody`]); a Tee writer reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is aborted, which fails every upstream attempt reading
 //! from it: an upstream never sees a body that looks complete when the client's was not.
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::server::{DirectBody, ReadSize};
 use crate::spool::Spool;
 use crate::upstream::BodyItem;
 use bytes::Bytes;
@@ -33,12 +36,27 @@ pub enum Sink {
     Stream(mpsc::Sender<BodyItem>),
 }
 
-/// Reads the whole body into the sink; returns its length.
-pub async fn receive(body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
+/// A body to read past hyper once hyper has handed over what it buffered ([`DirectBody`]): the connection's hand-over
+/// and the body's declared length.
+#[derive(Clone, Copy)]
+pub struct Direct<'a> {
+    pub body: &'a DirectBody,
+    pub len: u64,
+}
+
+/// Reads the whole body into the sink; returns its length. With `direct`, the body is read past hyper when the
+/// connection allows it.
+pub async fn receive(
+    body: Incoming,
+    sink: &Sink,
+    limits: BodyLimits,
+    metrics: &Metrics,
+    direct: Option<Direct<'_>>,
+) -> Result<u64, ProxyError> {
     // If this future is dropped mid-body (the client's request was abandoned while a detached delivery goes on),
     // the spool must not stay open forever: abort it.
     let mut guard = AbortOnDrop { sink, armed: true };
-    let result = copy(body, sink, limits, metrics).await;
+    let result = copy(body, sink, limits, metrics, direct).await;
     guard.armed = false;
     match (&result, sink) {
         (Ok(_), Sink::Spool(spool)) => spool.finish(),
@@ -67,30 +85,105 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
-async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Metrics) -> Result<u64, ProxyError> {
+async fn copy(
+    mut body: Incoming,
+    sink: &Sink,
+    limits: BodyLimits,
+    metrics: &Metrics,
+    direct: Option<Direct<'_>>,
+) -> Result<u64, ProxyError> {
+    let direct = direct.filter(|direct| direct.body.arm());
+    // A body that ends (or fails) before hyper has handed it over is handed back to hyper.
+    let _hand_back = direct.map(|direct| HandBack(direct.body));
     let mut total: u64 = 0;
-    loop {
-        let frame = match next_frame(&mut body, sink, limits.idle).await {
+    let direct = loop {
+        let frame = match next_frame(&mut body, sink, limits.idle, direct).await {
             Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
-            Ok(None) => return Ok(total),
-            Ok(Some(Err(error))) => {
+            Ok(Next::End) => return Ok(total),
+            Ok(Next::Failed(error)) => {
                 tracing::debug!(%error, "client body failed");
                 return Err(ProxyError::ClientAborted);
             }
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Next::Frame(frame)) => frame,
+            // Only reported with a hand-over armed.
+            Ok(Next::Drained(direct)) => break direct,
         };
         // Trailers are not forwarded: the upstream body is re-framed by Holdfast.
         let Ok(data) = frame.into_data() else { continue };
-        total += data.len() as u64;
-        metrics.bytes_in.inc_by(data.len() as u64);
-        if limits.max_bytes > 0 && total > limits.max_bytes {
-            return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
-        }
-        match sink {
-            Sink::Spool(spool) => spool.append(&data)?,
-            Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
+        keep(data, &mut total, sink, limits, metrics).await?;
+    };
+    // hyper has handed over every byte it had; the rest of the body is still in the socket.
+    direct.body.take();
+    drop(body);
+    let mut size = ReadSize::default();
+    while total < direct.len {
+        let max = usize::try_from(direct.len - total).unwrap_or(usize::MAX);
+        let read = direct.body.read(max, &mut size, || publish_tail(sink));
+        let data = match tokio::time::timeout(limits.idle, read).await {
+            Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "client body failed");
+                return Err(ProxyError::ClientAborted);
+            }
+            Ok(Ok(data)) if data.is_empty() => {
+                tracing::debug!(received = total, declared = direct.len, "client closed before the end of its body");
+                return Err(ProxyError::ClientAborted);
+            }
+            Ok(Ok(data)) => data,
+        };
+        keep(data, &mut total, sink, limits, metrics).await?;
+        if let Sink::Spool(spool) = sink {
+            // Reads this large outrun a slower upstream; hyper's 64 KiB reads did not pace (docs/benchmarks.md).
+            spool.paced().await;
         }
     }
+    Ok(total)
+}
+
+/// Counts and limits one chunk of the body and hands it to the sink.
+async fn keep(
+    data: Bytes,
+    total: &mut u64,
+    sink: &Sink,
+    limits: BodyLimits,
+    metrics: &Metrics,
+) -> Result<(), ProxyError> {
+    *total += data.len() as u64;
+    metrics.bytes_in.inc_by(data.len() as u64);
+    if limits.max_bytes > 0 && *total > limits.max_bytes {
+        return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
+    }
+    match sink {
+        Sink::Spool(spool) => spool.append(&data)?,
+        Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
+    }
+    Ok(())
+}
+
+/// Tells readers following the spool about every byte so far: the client's next bytes are not there yet.
+fn publish_tail(sink: &Sink) {
+    if let Sink::Spool(spool) = sink {
+        if spool.has_unpublished() {
+            spool.publish();
+        }
+    }
+}
+
+struct HandBack<'a>(&'a DirectBody);
+
+impl Drop for HandBack<'_> {
+    fn drop(&mut self) {
+        self.0.disarm();
+    }
+}
+
+/// What the client's body did next.
+enum Next<'a> {
+    Frame(Frame<Bytes>),
+    End,
+    Failed(hyper::Error),
+    /// hyper has handed over all it had buffered and asked the socket for more (only with a hand-over armed).
+    Drained(Direct<'a>),
 }
 
 /// The next frame of the client's body, within the idle timeout.
@@ -101,15 +194,24 @@ async fn copy(mut body: Incoming, sink: &Sink, limits: BodyLimits, metrics: &Met
 /// asks to be polled once more, which lets hyper read the socket again, and publishes only if the body is still
 /// pending then. (A 1 ms timer did the same at the cost of a syscall per chunk: tokio wakes its own driver when a
 /// timer earlier than all others is set.)
-async fn next_frame(
+async fn next_frame<'a>(
     body: &mut Incoming,
     sink: &Sink,
     idle: Duration,
-) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Elapsed> {
+    direct: Option<Direct<'a>>,
+) -> Result<Next<'a>, Elapsed> {
     let mut looked_again = false;
     let next = std::future::poll_fn(|cx| {
-        let polled = Pin::new(&mut *body).poll_frame(cx);
-        if let (Poll::Pending, Sink::Spool(spool)) = (&polled, sink) {
+        let polled = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Next::Frame(frame)),
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Next::Failed(error)),
+            Poll::Ready(None) => return Poll::Ready(Next::End),
+            Poll::Pending => Poll::Pending,
+        };
+        if let Some(direct) = direct.filter(|direct| direct.body.poll_drained(cx).is_ready()) {
+            return Poll::Ready(Next::Drained(direct));
+        }
+        if let Sink::Spool(spool) = sink {
             if spool.has_unpublished() {
                 if looked_again {
                     spool.publish();

@@ -107,18 +107,29 @@ async fn h2c_with_prior_knowledge_and_http1_over_tls_are_served_too() {
     let tcp = TcpStream::connect(dataplane.addr).await.unwrap();
     let (mut h2c, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
-    let body = payload(3_000_000);
+    // Larger than the bodies a plain HTTP/1 connection reads past hyper: neither HTTP/2 nor TLS may do that (the
+    // socket carries other streams, or ciphertext), and both must keep their connection for the next request.
+    let body = payload(12_000_000);
     let (status, answer) = post(&mut h2c, "http", body.clone()).await;
     assert_eq!((status, answer["sha256"].as_str()), (200, Some(sha256(&body).as_str())));
+    let (status, _) = post(&mut h2c, "http", Bytes::from_static(b"again")).await;
+    assert_eq!(status, 200);
 
     let tcp = TcpStream::connect(dataplane.tls_addr).await.unwrap();
     let name = ServerName::try_from("upload.test").unwrap();
     let tls = connector(&cert.der, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
     let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
-    let request = http::Request::post("/up").header("host", "upload.test").body(Full::new(body.clone())).unwrap();
-    let response = h1.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
+    for body in [body, Bytes::from_static(b"again")] {
+        let expected = sha256(&body);
+        let request = http::Request::post("/up").header("host", "upload.test").body(Full::new(body)).unwrap();
+        let response = h1.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("connection").is_none(), "TLS connections stay open after a large body");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(answer["sha256"], expected.as_str());
+    }
     dataplane.assert_spool_clean().await;
 }
 

@@ -12,6 +12,7 @@
 //! means the client is gone; an end-of-file is either a half-close or a close, which TCP cannot tell apart without
 //! writing, and the route's `halfClose` policy decides.
 
+use super::direct_body::DirectBody;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -45,11 +46,25 @@ pub struct ConnState {
     socket: Arc<TcpStream>,
     linger: AtomicBool,
     requests: AtomicU32,
+    /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it).
+    direct_body: Option<DirectBody>,
 }
 
 impl ConnState {
-    pub fn new(socket: Arc<TcpStream>) -> Self {
-        ConnState { socket, linger: AtomicBool::new(false), requests: AtomicU32::new(0) }
+    /// `plain`: hyper reads this socket directly, so a large body may be read past it ([`DirectBody`]).
+    pub fn new(socket: Arc<TcpStream>, plain: bool) -> Self {
+        let direct_body = plain.then(|| DirectBody::new(socket.clone()));
+        ConnState { socket, linger: AtomicBool::new(false), requests: AtomicU32::new(0), direct_body }
+    }
+
+    /// Reading a large body past hyper, on a plain connection.
+    pub fn direct_body(&self) -> Option<&DirectBody> {
+        self.direct_body.as_ref()
+    }
+
+    /// Whether a request's body was read past hyper: hyper cannot read another request from this connection.
+    pub fn body_taken(&self) -> bool {
+        self.direct_body.as_ref().is_some_and(DirectBody::taken)
     }
 
     /// A response went out before the request body was read to its end: linger when closing.
@@ -136,6 +151,11 @@ impl ClientIo {
 
 impl AsyncRead for ClientIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(direct) = &self.state.direct_body {
+            if !direct.hyper_may_read(cx) {
+                return Poll::Pending;
+            }
+        }
         self.read_into(cx, buf)
     }
 }

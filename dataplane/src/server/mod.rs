@@ -10,10 +10,12 @@
 //! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
 mod client_io;
+mod direct_body;
 mod share;
 mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
+pub use direct_body::{DirectBody, ReadSize, MIN_LEN as DIRECT_BODY_MIN_LEN};
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
 use crate::forward::ClientInfo;
@@ -138,7 +140,7 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, watcher: Watcher) {
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnState::new(Arc::new(stream)));
+        let conn = Arc::new(ConnState::new(Arc::new(stream), tls.is_none()));
         let io = ClientIo::new(conn.clone(), self.options.lingering);
         let addr = self.addr;
         let result = match tls {

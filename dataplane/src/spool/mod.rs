@@ -11,9 +11,11 @@
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in 64 KiB batches, cheaper than a thread hop per chunk.
 
+mod pace;
 mod quota;
 mod reader;
 
+pub use pace::LEAD as PACE_LEAD;
 pub use quota::SpoolQuota;
 pub use reader::{ReadError, SpoolReader};
 
@@ -29,14 +31,14 @@ use crate::metrics::Metrics;
 
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
-/// For live readers (Tee mode), the most recent chunks are kept as received, so that a reader just behind the writer
-/// takes them without a copy or a read back from the file. Small, because it is held per request.
+/// For live readers (Tee mode), the chunks the reader has not taken yet are kept as received, up to this many bytes,
+/// so that a reader just behind the writer takes them without a read back from the file. A reader paced by the
+/// writer ([`pace`]) is never more than the pace's lead plus one read behind; a slow reader's share of the window is
+/// dropped as it moves on, so a slow upload holds next to nothing here.
 ///
-/// A reader that falls further behind (the upstream is slower than the client) reads back from the file, which is
-/// still in the page cache. Holding the client back to the upstream's pace instead was measured and rejected: it
-/// saves that read but costs a cross-core wakeup per few hundred KiB both ways, 0.26 s more CPU per GiB and a slower
-/// upload on 2 cores (docs/benchmarks.md).
-const RECENT_WINDOW: usize = 256 * 1024;
+/// A reader that falls further behind (the upstream is slower than the client and the writer is not pacing) reads
+/// back from the file, which is still in the page cache.
+const RECENT_WINDOW: usize = 2 * 1024 * 1024 + 256 * 1024;
 /// Readers hear of new bytes once this many have come since they last heard, or when the client's next bytes are
 /// not there yet ([`Spool::publish`]): a reader on another worker is woken once per step rather than once per chunk
 /// of the client's body.
@@ -94,6 +96,7 @@ pub struct Spool {
     straight_to_disk: bool,
     /// Keep [`RECENT_WINDOW`] for readers that follow the writer.
     live_readers: bool,
+    pace: pace::Pace,
 }
 
 struct Inner {
@@ -137,7 +140,15 @@ impl Spool {
             recent_bytes: 0,
             published: 0,
         };
-        let spool = Spool { inner: Mutex::new(inner), progress, config, memory_limit, straight_to_disk, live_readers };
+        let spool = Spool {
+            inner: Mutex::new(inner),
+            progress,
+            config,
+            memory_limit,
+            straight_to_disk,
+            live_readers,
+            pace: pace::Pace::default(),
+        };
         Ok(Arc::new(spool))
     }
 
@@ -152,10 +163,14 @@ impl Spool {
             let offset = inner.len();
             inner.recent.push_back((offset, data.clone()));
             inner.recent_bytes += data.len();
-            while inner.recent_bytes > RECENT_WINDOW && inner.recent.len() > 1 {
-                if let Some((_, old)) = inner.recent.pop_front() {
-                    inner.recent_bytes -= old.len();
+            let taken = self.pace.position();
+            while let Some((start, old)) = inner.recent.front() {
+                let consumed = start + old.len() as u64 <= taken;
+                if !consumed && (inner.recent_bytes <= RECENT_WINDOW || inner.recent.len() == 1) {
+                    break;
                 }
+                inner.recent_bytes -= old.len();
+                inner.recent.pop_front();
             }
         }
         if inner.file.is_none() {
@@ -171,10 +186,19 @@ impl Spool {
                 inner.pending.extend_from_slice(data);
             }
         }
+        self.pace.written(inner.len());
         if self.live_readers && inner.len() - inner.published >= PUBLISH_STEP {
             self.publish_locked(inner);
         }
         Ok(())
+    }
+
+    /// Waits until the reader following the writer (Tee mode) is within [`PACE_LEAD`] of it; returns at once when
+    /// no reader is open or readers do not follow the writer. See [`pace`].
+    pub async fn paced(&self) {
+        if self.live_readers {
+            self.pace.wait(|| self.publish()).await;
+        }
     }
 
     /// Whether readers following the writer (Tee mode) have bytes still to hear of.

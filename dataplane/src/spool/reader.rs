@@ -27,6 +27,7 @@ pub struct SpoolReader {
 impl SpoolReader {
     pub(super) fn new(spool: Arc<Spool>) -> Self {
         let progress = spool.subscribe();
+        spool.pace.reader_opened();
         SpoolReader { spool, progress, offset: 0 }
     }
 
@@ -39,6 +40,7 @@ impl SpoolReader {
                 Progress::Open { len } | Progress::Complete { len } if self.offset < len => {
                     let chunk = self.spool.read_at(self.offset, READ_CHUNK)?;
                     self.offset += chunk.len() as u64;
+                    self.spool.pace.reader_at(self.offset);
                     return Ok(Some(chunk));
                 }
                 Progress::Complete { .. } => return Ok(None),
@@ -50,5 +52,11 @@ impl SpoolReader {
                 }
             }
         }
+    }
+}
+
+impl Drop for SpoolReader {
+    fn drop(&mut self) {
+        self.spool.pace.reader_closed();
     }
 }

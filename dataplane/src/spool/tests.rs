@@ -131,3 +131,78 @@ fn read_back_returns_exactly_the_bytes_asked_for_and_fails_past_the_end() {
     let err = read_back(&file, 299_000, 2_000).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
 }
+
+/// Polls a future once: `true` if it completed.
+fn ready_now<F: std::future::Future>(future: F) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    std::pin::pin!(future).poll(&mut cx).is_ready()
+}
+
+#[tokio::test]
+async fn a_tee_writer_waits_for_its_reader_beyond_the_lead_and_resumes_as_it_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 0, None, true).unwrap();
+    let chunk = Bytes::from(pattern(256 * 1024));
+    let mut reader = spool.reader();
+    let mut written = 0;
+    while written <= PACE_LEAD {
+        spool.append(&chunk).unwrap();
+        written += chunk.len() as u64;
+    }
+    assert!(!ready_now(spool.paced()), "more than the lead ahead of an open reader: wait");
+    let waiting = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.paced().await }
+    });
+    // The waiting writer published what it had: the reader can catch up, which lets the writer go on.
+    let mut read = 0;
+    while read + PACE_LEAD / 2 < written {
+        read += reader.next_chunk().await.unwrap().unwrap().len() as u64;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("writer resumed").unwrap();
+    assert!(ready_now(spool.paced()));
+}
+
+#[tokio::test]
+async fn a_tee_writer_never_waits_without_a_reader_and_a_reader_that_goes_away_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 0, None, true).unwrap();
+    let chunk = Bytes::from(pattern(PACE_LEAD as usize * 2));
+    spool.append(&chunk).unwrap();
+    assert!(ready_now(spool.paced()), "no attempt reading: the spool takes the client's pace");
+    let reader = spool.reader();
+    assert!(!ready_now(spool.paced()));
+    let waiting = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.paced().await }
+    });
+    tokio::task::yield_now().await;
+    drop(reader); // the attempt failed
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("writer released").unwrap();
+
+    // A Buffered spool is never read while it is written: no pacing at all.
+    let buffered = Spool::new(config(dir.path(), 0), 0, None, false).unwrap();
+    buffered.append(&chunk).unwrap();
+    let _reader = buffered.reader();
+    assert!(ready_now(buffered.paced()));
+}
+
+#[tokio::test]
+async fn bytes_a_tee_reader_has_taken_leave_the_recent_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(config(dir.path(), 0), 0, None, true).unwrap();
+    let mut reader = spool.reader();
+    let chunk = Bytes::from(pattern(64 * 1024));
+    for _ in 0..8 {
+        spool.append(&chunk).unwrap();
+    }
+    assert_eq!(spool.inner.lock().unwrap().recent_bytes, 8 * chunk.len());
+    spool.publish();
+    let mut read = 0;
+    while read < 8 * chunk.len() {
+        read += reader.next_chunk().await.unwrap().unwrap().len();
+    }
+    spool.append(&chunk).unwrap();
+    assert_eq!(spool.inner.lock().unwrap().recent_bytes, chunk.len(), "only the chunk not yet read is held");
+}
