@@ -259,11 +259,11 @@ impl Spool {
         SpoolReader::new(self.clone())
     }
 
-    /// Copies up to `max` bytes at `offset`, or an empty buffer when nothing is there yet. A read never straddles
-    /// the file and the in-memory tail.
+    /// The bytes at `offset`: the rest of a recent chunk as it is, else up to `max` bytes copied from the file or the
+    /// in-memory tail; an empty buffer when nothing is there yet. A read never straddles the file and the tail.
     fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
         let inner = self.lock();
-        if let Some(chunk) = recent_at(&inner.recent, offset, max) {
+        if let Some(chunk) = recent_at(&inner.recent, offset) {
             return Ok(chunk);
         }
         if offset < inner.file_len {
@@ -367,12 +367,13 @@ impl Inner {
     }
 }
 
-/// The part of a recent chunk at `offset`, if the window still has it.
-fn recent_at(recent: &VecDeque<(u64, Bytes)>, offset: u64, max: usize) -> Option<Bytes> {
+/// The rest of the recent chunk at `offset`, if the window still has it: a slice of bytes already held, so it is
+/// handed over whole (up to 1 MiB from a direct read) rather than cut to the size of a read back from the file.
+fn recent_at(recent: &VecDeque<(u64, Bytes)>, offset: u64) -> Option<Bytes> {
     let (start, chunk) =
         recent.iter().rev().find(|(start, chunk)| *start <= offset && offset < start + chunk.len() as u64)?;
     let from = usize::try_from(offset - start).ok()?;
-    Some(chunk.slice(from..chunk.len().min(from + max)))
+    Some(chunk.slice(from..))
 }
 
 impl Drop for Spool {

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Chunk size of a replay read: large enough that syscalls do not dominate, small enough to stay cache-friendly.
+/// Chunk size of a read back from the file (a replay, or an attempt behind the window): large enough that syscalls do
+/// not dominate, small enough to stay cache-friendly. Bytes still in the recent window come as they were received.
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Why a reader could not go on.
