@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         lingering: Lingering { timeout: args.lingering_timeout, max_bytes: args.lingering_max_bytes },
         max_requests_per_connection: args.max_requests_per_connection,
         balance_connections: args.balance_connections,
+        direct_body_min_bytes: args.direct_body_min_bytes,
     };
     // The admin listener stays up through the drain: the kubelet must see /readyz fail, and metrics stay readable.
     let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), std::future::pending()));

@@ -6,7 +6,7 @@ use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Direct, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
-use crate::server::{ClientSignal, ConnState, DIRECT_BODY_MIN_LEN};
+use crate::server::{ClientSignal, ConnState};
 use crate::spool::Spool;
 use crate::state::Active;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
@@ -79,10 +79,8 @@ async fn proxy(
     };
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
     // A large declared body on a plain HTTP/1 connection is read past hyper, in large chunks (`DirectBody`).
-    let direct = match (declared, conn.direct_body()) {
-        (Some(len), Some(body)) if len >= DIRECT_BODY_MIN_LEN && parts.version <= Version::HTTP_11 => {
-            Some(Direct { body, len })
-        }
+    let direct = match declared.and_then(|len| Some((len, conn.direct_body(len)?))) {
+        Some((len, body)) if parts.version <= Version::HTTP_11 => Some(Direct { body, len }),
         _ => None,
     };
     // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.

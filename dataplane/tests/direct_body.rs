@@ -146,3 +146,27 @@ async fn a_client_that_stalls_or_leaves_mid_body_gets_408_or_nothing_and_frees_t
         "a partial body is never delivered as complete: {delivered:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reads_past_hyper_from_its_threshold_and_never_with_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
+    let snapshot_file = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot_file, snapshot(1, &[upstream.addr], r#"{"mode":"Tee"}"#)).unwrap();
+    // (threshold flag, body length, whether the connection closes after the answer)
+    let cases = [("4Mi", 5_000_000, true), ("4Mi", 3_000_000, false), ("0", LARGE, false)];
+    for (threshold, len, closes) in cases {
+        let spool = tempfile::tempdir().unwrap();
+        let dataplane =
+            DataplaneProcess::start(spool.path(), &snapshot_file, &["--direct-body-min-bytes", threshold]).await;
+        let payload = body(len);
+        let mut stream = connect(dataplane.addr).await;
+        stream.write_all(head(len, "").as_bytes()).await.unwrap();
+        stream.write_all(&payload).await.unwrap();
+        let (status, head, answer) = read_response(&mut stream).await.unwrap();
+        assert_eq!(status, 200, "{threshold} {len}");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["sha256"], sha256(&payload).as_str(), "{threshold} {len}");
+        assert_eq!(connection_close(&head), closes, "{threshold} {len}: {head}");
+    }
+}

@@ -46,20 +46,22 @@ pub struct ConnState {
     socket: Arc<TcpStream>,
     linger: AtomicBool,
     requests: AtomicU32,
-    /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it).
+    /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it), or when
+    /// bodies are never read past hyper.
     direct_body: Option<DirectBody>,
 }
 
 impl ConnState {
-    /// `plain`: hyper reads this socket directly, so a large body may be read past it ([`DirectBody`]).
-    pub fn new(socket: Arc<TcpStream>, plain: bool) -> Self {
-        let direct_body = plain.then(|| DirectBody::new(socket.clone()));
+    /// `direct_min`: bodies declared at least this large are read past hyper ([`DirectBody`]); `None` when hyper
+    /// does not read this socket itself (TLS) or when that is turned off.
+    pub fn new(socket: Arc<TcpStream>, direct_min: Option<u64>) -> Self {
+        let direct_body = direct_min.map(|min_len| DirectBody::new(socket.clone(), min_len));
         ConnState { socket, linger: AtomicBool::new(false), requests: AtomicU32::new(0), direct_body }
     }
 
-    /// Reading a large body past hyper, on a plain connection.
-    pub fn direct_body(&self) -> Option<&DirectBody> {
-        self.direct_body.as_ref()
+    /// Reading a body of `len` declared bytes past hyper, when this connection does that for such a body.
+    pub fn direct_body(&self, len: u64) -> Option<&DirectBody> {
+        self.direct_body.as_ref().filter(|direct| len >= direct.min_len())
     }
 
     /// Whether a request's body was read past hyper: hyper cannot read another request from this connection.

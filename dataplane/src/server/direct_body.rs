@@ -28,9 +28,6 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bodies declared at least this large are read past hyper. Below it the connection's keep-alive is worth more than
-/// the larger reads.
-pub const MIN_LEN: u64 = 8 * 1024 * 1024;
 /// The first direct read's size, hyper's own read size.
 const FIRST_READ: usize = 64 * 1024;
 /// The largest direct read.
@@ -49,6 +46,9 @@ const TAKEN: u8 = 3;
 #[derive(Debug)]
 pub struct DirectBody {
     socket: Arc<TcpStream>,
+    /// Bodies declared at least this large are read past hyper (`--direct-body-min-bytes`, 8 MiB by default: below
+    /// that the connection's keep-alive is worth more than the larger reads).
+    min_len: u64,
     state: AtomicU8,
     /// The request waiting for hyper to drain.
     request: Mutex<Option<Waker>>,
@@ -57,8 +57,13 @@ pub struct DirectBody {
 }
 
 impl DirectBody {
-    pub fn new(socket: Arc<TcpStream>) -> Self {
-        DirectBody { socket, state: AtomicU8::new(OFF), request: Mutex::new(None), hyper: Mutex::new(None) }
+    pub fn new(socket: Arc<TcpStream>, min_len: u64) -> Self {
+        DirectBody { socket, min_len, state: AtomicU8::new(OFF), request: Mutex::new(None), hyper: Mutex::new(None) }
+    }
+
+    /// The smallest declared length read past hyper.
+    pub fn min_len(&self) -> u64 {
+        self.min_len
     }
 
     /// Starts the hand-over. Only once per connection: a taken body ends the connection.

@@ -15,7 +15,7 @@ mod share;
 mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
-pub use direct_body::{DirectBody, ReadSize, MIN_LEN as DIRECT_BODY_MIN_LEN};
+pub use direct_body::{DirectBody, ReadSize};
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
 use crate::forward::ClientInfo;
@@ -48,6 +48,8 @@ pub struct ServeOptions {
     pub max_requests_per_connection: u32,
     /// Hand new connections from a busier worker to the least loaded one ([`share`]).
     pub balance_connections: bool,
+    /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`DirectBody`]); 0: never.
+    pub direct_body_min_bytes: u64,
 }
 
 /// Serves one listener (TLS when `tls` is given) on the calling thread's runtime until `shutdown` resolves, then
@@ -140,7 +142,9 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, watcher: Watcher) {
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnState::new(Arc::new(stream), tls.is_none()));
+        // TLS: hyper reads the decrypted stream above the socket, never the socket itself.
+        let direct_min = Some(self.options.direct_body_min_bytes).filter(|&min| min > 0 && tls.is_none());
+        let conn = Arc::new(ConnState::new(Arc::new(stream), direct_min));
         let io = ClientIo::new(conn.clone(), self.options.lingering);
         let addr = self.addr;
         let result = match tls {

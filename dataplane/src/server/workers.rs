@@ -262,6 +262,7 @@ mod tests {
             lingering: Lingering { timeout: Duration::from_secs(1), max_bytes: 1 },
             max_requests_per_connection: 0,
             balance_connections,
+            direct_body_min_bytes: 8 << 20,
         };
         (Workers::start(count, listeners, dp.clone(), options, shutdown).unwrap(), dp, plain_addr)
     }

@@ -55,6 +55,8 @@ impl Harness {
             // On, so that every test also runs connections handed over from the worker that accepted them (the
             // binary's default, off, serves each where it was accepted; the workers' unit tests cover it).
             balance_connections: true,
+            // The binary's default: bodies of 8 MiB or more are read past hyper.
+            direct_body_min_bytes: 8 << 20,
         };
         // The same worker threads as the binary, two of them, so that connections land on different runtimes.
         let listeners =
