@@ -9,7 +9,8 @@
 //! learn about progress through a `watch` channel, never by polling, in steps (see [`PUBLISH_STEP`]).
 //!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
-//! page cache in 64 KiB batches, cheaper than a thread hop per chunk.
+//! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came), cheaper
+//! than a thread hop per chunk.
 
 mod pace;
 mod quota;
@@ -39,6 +40,10 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// A reader that falls further behind (the upstream is slower than the client and the writer is not pacing) reads
 /// back from the file, which is still in the page cache.
 const RECENT_WINDOW: usize = 2 * 1024 * 1024 + 256 * 1024;
+/// The window while no reader is open (the attempt failed, or waits for an endpoint): the next reader starts from
+/// the beginning of the file and needs the window only once it has caught up, so many requests waiting together do
+/// not each hold the full window.
+const IDLE_WINDOW: usize = 256 * 1024;
 /// Readers hear of new bytes once this many have come since they last heard, or when the client's next bytes are
 /// not there yet ([`Spool::publish`]): a reader on another worker is woken once per step rather than once per chunk
 /// of the client's body.
@@ -164,9 +169,10 @@ impl Spool {
             inner.recent.push_back((offset, data.clone()));
             inner.recent_bytes += data.len();
             let taken = self.pace.position();
+            let window = if self.pace.readers_open() { RECENT_WINDOW } else { IDLE_WINDOW };
             while let Some((start, old)) = inner.recent.front() {
                 let consumed = start + old.len() as u64 <= taken;
-                if !consumed && (inner.recent_bytes <= RECENT_WINDOW || inner.recent.len() == 1) {
+                if !consumed && (inner.recent_bytes <= window || inner.recent.len() == 1) {
                     break;
                 }
                 inner.recent_bytes -= old.len();

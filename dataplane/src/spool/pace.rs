@@ -52,6 +52,11 @@ impl Pace {
         self.written.store(len, Ordering::Release);
     }
 
+    /// Whether any reader is open.
+    pub(super) fn readers_open(&self) -> bool {
+        self.readers.load(Ordering::Acquire) > 0
+    }
+
     /// The reader's position, for trimming the bytes it no longer needs from memory.
     pub(super) fn position(&self) -> u64 {
         self.position.load(Ordering::Acquire)

@@ -205,4 +205,11 @@ async fn bytes_a_tee_reader_has_taken_leave_the_recent_window() {
     }
     spool.append(&chunk).unwrap();
     assert_eq!(spool.inner.lock().unwrap().recent_bytes, chunk.len(), "only the chunk not yet read is held");
+
+    // No attempt reading (it failed, or waits for an endpoint): the window shrinks to its idle size.
+    drop(reader);
+    for _ in 0..32 {
+        spool.append(&chunk).unwrap();
+    }
+    assert!(spool.inner.lock().unwrap().recent_bytes <= IDLE_WINDOW, "a request waiting holds little");
 }
