@@ -16,6 +16,9 @@ pub struct UpstreamProcess {
     progress: watch::Receiver<u64>,
     deliveries: PathBuf,
     extra: Vec<String>,
+    /// While the process is dead, its port stays bound (not listening: connections are refused, as to a dead pod),
+    /// so that a listener started meanwhile — another test's, under load — cannot be given it and answer in its place.
+    placeholder: Option<socket2::Socket>,
 }
 
 impl UpstreamProcess {
@@ -42,7 +45,7 @@ impl UpstreamProcess {
                 }
             }
         });
-        UpstreamProcess { child, addr, progress, deliveries: deliveries.to_path_buf(), extra }
+        UpstreamProcess { child, addr, progress, deliveries: deliveries.to_path_buf(), extra, placeholder: None }
     }
 
     /// Waits until the body being received has reached `bytes`.
@@ -54,11 +57,13 @@ impl UpstreamProcess {
     pub async fn kill(&mut self) {
         self.child.start_kill().expect("SIGKILL the upstream");
         self.child.wait().await.expect("reap the upstream");
+        self.placeholder = hold_port(self.addr);
     }
 
     /// A new process on the same address, as a restarted pod with a stable IP.
     pub async fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.placeholder = None;
         let again = UpstreamProcess::start(&self.addr.to_string(), &self.deliveries, &extra).await;
         *self = again;
     }
@@ -66,6 +71,14 @@ impl UpstreamProcess {
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }
+}
+
+/// Binds `addr` without listening. Best effort: if the port cannot be held, the test runs as it would have.
+fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&addr.into()).ok()?;
+    Some(socket)
 }
 
 /// The complete bodies recorded in a deliveries file.
