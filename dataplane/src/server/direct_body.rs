@@ -148,9 +148,10 @@ impl DirectBody {
         }
     }
 
-    /// One read without waiting, into a new buffer of `want` bytes (not zeroed first: the read fills it). A read
-    /// shorter than asked for emptied the socket, so its readiness is forgotten (as tokio's own reads do) and the
-    /// next read waits for epoll instead of getting `EAGAIN`.
+    /// One read without waiting, into a new buffer of `want` bytes (not zeroed first: the read fills it). The buffer
+    /// is made per attempt rather than kept across a wait for the socket, so that a connection waiting for its client
+    /// holds none. A read shorter than asked for emptied the socket, so its readiness is forgotten (as tokio's own
+    /// reads do) and the next read waits for epoll instead of getting `EAGAIN`.
     fn try_read(&self, want: usize) -> io::Result<Vec<u8>> {
         // `with_capacity` gives exactly `want` (documented for `Vec`): the read cannot go past it.
         let mut buf = Vec::with_capacity(want);
