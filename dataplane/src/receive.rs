@@ -3,8 +3,9 @@
 //! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies and `clientBodyTimeout` are
 //! enforced once for every mode. A body is read through hyper, or — large, declared, on a plain HTTP/1 connection —
 //! through hyper until hyper has handed over what it buffered and then straight from the socket in large chunks
-//! ([`DirectBody`]); a Tee writer reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is aborted, which fails every upstream attempt reading
-//! from it: an upstream never sees a body that looks complete when the client's was not.
+//! ([`DirectBody`]); a Tee writer reading that fast waits for its attempt ([`Spool::paced`]). On any failure the
+//! sink is aborted, which fails every upstream attempt reading from it: an upstream never sees a body that looks
+//! complete when the client's was not.
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
