@@ -200,7 +200,7 @@ impl Spool {
     }
 
     /// Waits until the reader following the writer (Tee mode) is within [`PACE_LEAD`] of it; returns at once when
-    /// no reader is open or readers do not follow the writer. See [`pace`].
+    /// no reader is open or readers do not follow the writer (module `spool::pace`).
     pub async fn paced(&self) {
         if self.live_readers {
             self.pace.wait(|| self.publish()).await;
