@@ -42,6 +42,21 @@ async fn server_closes(stream: &mut TcpStream) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
 }
 
+/// Writes a `POST` of `payload` on `stream` and reads its answer.
+async fn post(stream: &mut TcpStream, payload: &[u8]) -> (u16, String, serde_json::Value) {
+    stream.write_all(head(payload.len(), "").as_bytes()).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+    answer(stream).await
+}
+
+/// The status, head and body of the next response: the upstream's JSON report, or the text of any other body.
+async fn answer(stream: &mut TcpStream) -> (u16, String, serde_json::Value) {
+    let (status, head, body) = read_response(stream).await.unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    (status, head, json)
+}
+
 fn connection_close(head: &str) -> bool {
     head.lines().any(|l| l.eq_ignore_ascii_case("connection: close"))
 }
@@ -56,11 +71,8 @@ async fn a_large_body_reaches_the_upstream_intact_and_its_connection_closes_afte
         let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
         let payload = body(LARGE);
         let mut stream = connect(dataplane.addr).await;
-        stream.write_all(head(LARGE, "").as_bytes()).await.unwrap();
-        stream.write_all(&payload).await.unwrap();
-        let (status, head, answer) = read_response(&mut stream).await.unwrap();
-        assert_eq!(status, 200, "{mode}: {}", String::from_utf8_lossy(&answer));
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let (status, head, answer) = post(&mut stream, &payload).await;
+        assert_eq!(status, 200, "{mode}: {answer}");
         assert_eq!(answer["sha256"], sha256(&payload).as_str(), "{mode}: the upstream hashed other bytes");
         assert_eq!(answer["bytes"], LARGE as u64);
         assert!(connection_close(&head), "{mode}: the body went past hyper, so the connection ends: {head}");
@@ -80,12 +92,9 @@ async fn a_smaller_body_keeps_its_connection_for_the_next_request() {
         let mut stream = connect(dataplane.addr).await;
         for len in [2_000_000, 10] {
             let payload = body(len);
-            stream.write_all(head(len, "").as_bytes()).await.unwrap();
-            stream.write_all(&payload).await.unwrap();
-            let (status, head, answer) = read_response(&mut stream).await.unwrap();
+            let (status, head, answer) = post(&mut stream, &payload).await;
             assert_eq!(status, 200, "{mode}");
             assert!(!connection_close(&head), "{mode}: {head}");
-            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
             assert_eq!(answer["sha256"], sha256(&payload).as_str(), "{mode}");
         }
         dataplane.assert_spool_clean().await;
@@ -106,10 +115,9 @@ async fn a_large_body_after_100_continue_is_read_past_hyper_too() {
         stream.read_exact(&mut interim).await.unwrap();
         assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{mode}");
         stream.write_all(&payload).await.unwrap();
-        let (status, head, answer) = read_response(&mut stream).await.unwrap();
+        let (status, head, answer) = answer(&mut stream).await;
         assert_eq!(status, 200, "{mode}");
         assert!(connection_close(&head), "{mode}: {head}");
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["sha256"], sha256(&payload).as_str(), "{mode}");
         dataplane.assert_spool_clean().await;
     }
@@ -161,11 +169,8 @@ async fn the_binary_reads_past_hyper_from_its_threshold_and_never_with_0() {
             DataplaneProcess::start(spool.path(), &snapshot_file, &["--direct-body-min-bytes", threshold]).await;
         let payload = body(len);
         let mut stream = connect(dataplane.addr).await;
-        stream.write_all(head(len, "").as_bytes()).await.unwrap();
-        stream.write_all(&payload).await.unwrap();
-        let (status, head, answer) = read_response(&mut stream).await.unwrap();
+        let (status, head, answer) = post(&mut stream, &payload).await;
         assert_eq!(status, 200, "{threshold} {len}");
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["sha256"], sha256(&payload).as_str(), "{threshold} {len}");
         assert_eq!(connection_close(&head), closes, "{threshold} {len}: {head}");
     }
