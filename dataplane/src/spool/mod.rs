@@ -384,14 +384,29 @@ fn recent_at(recent: &VecDeque<(u64, Bytes)>, offset: u64) -> Option<Bytes> {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        let inner = self.lock();
-        let (reserved, file_len, had_file) = (inner.reserved, inner.file_len, inner.file.is_some());
+        let mut inner = self.lock();
+        let (reserved, file_len, file) = (inner.reserved, inner.file_len, inner.file.take());
         drop(inner);
         self.config.quota.release(reserved);
         self.config.metrics.spool_bytes.dec_by(file_len as i64);
-        if had_file {
+        if let Some(file) = file {
             self.config.metrics.spool_files.dec();
+            close_in_background(file, file_len);
         }
+    }
+}
+
+/// Files at least this large are closed on a blocking thread rather than where the spool is dropped.
+const BACKGROUND_CLOSE: u64 = 8 * 1024 * 1024;
+
+/// Closes a spool file. Closing the last handle of an unlinked file frees its page cache and its blocks — 32 ms for
+/// 1 GiB on ext4, measured — and a spool is dropped by the request that is about to answer its client, on the worker
+/// that serves other connections too. So a large file is closed on tokio's blocking pool; without a runtime (or if
+/// the runtime is shutting down and drops the job) it is closed here.
+fn close_in_background(file: Arc<File>, len: u64) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if len >= BACKGROUND_CLOSE => drop(runtime.spawn_blocking(move || drop(file))),
+        _ => drop(file),
     }
 }
 

@@ -213,3 +213,33 @@ async fn bytes_a_tee_reader_has_taken_leave_the_recent_window() {
     }
     assert!(spool.inner.lock().unwrap().recent_bytes <= IDLE_WINDOW, "a request waiting holds little");
 }
+
+/// Descriptors this process holds open on files in `dir` (an unlinked file shows as `dir/#inode (deleted)`).
+fn open_files_in(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+#[tokio::test]
+async fn a_large_spool_file_is_closed_in_the_background_once_the_spool_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 0);
+    let len = BACKGROUND_CLOSE + 1;
+    let spool = Spool::new(cfg.clone(), 4096, Some(len), false).unwrap();
+    spool.append(&Bytes::from(vec![7u8; len as usize])).unwrap();
+    spool.finish();
+    assert_eq!(open_files_in(dir.path()), 1);
+    drop(spool);
+    // The accounting is immediate; the descriptor goes within moments, on the blocking pool.
+    assert_eq!((cfg.quota.used(), cfg.metrics.spool_files.get()), (0, 0));
+    let closed = async {
+        while open_files_in(dir.path()) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed).await.expect("the spool file is closed");
+}
