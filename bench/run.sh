@@ -4,9 +4,9 @@
 #   bash bench/run.sh              # full run: ~3-4 minutes after the build, prints the table at the end
 #   BENCH_QUICK=1 bash bench/run.sh  # smoke run of the script itself (small sizes; figures meaningless)
 #
-# Measures: small GET requests/s and p99 (wrk); 1 GiB upload in Buffered mode (MB/s, median of 5); completion
-# time of a 1 GiB upload in Tee mode vs direct to the upstream (median of 5); RSS with 1,000 concurrent slow
-# uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1 only. Every process it starts is stopped by pid on
+# Measures: small GET requests/s and p99 (wrk; reported besides: nginx adding the forwarding headers Holdfast adds);
+# 1 GiB upload in Buffered mode (MB/s, median of 5); completion time of a 1 GiB upload in Tee mode vs direct to the
+# upstream (median of 5); RSS with 1,000 concurrent slow uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1 only. Every process it starts is stopped by pid on
 # exit and its temp dir is removed. Env knobs: BENCH_QUICK, BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP,
 # CARGO_TARGET_DIR, BENCH_RUST_LOG (the dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
 set -euo pipefail
@@ -167,6 +167,7 @@ DIRECT_URL="http://127.0.0.1:$UP_PORT"
 
 # ---------------------------------------------------------------- nginx
 NGINX_PORT=$(free_port)
+NGINX_FWD_PORT=$(free_port)
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes $NPROC;
 worker_rlimit_nofile 16384;
@@ -204,6 +205,21 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host \$http_host;
+        }
+    }
+    # Reference for the small-GET row only: the same proxying, plus the forwarding headers Holdfast always adds
+    # (ingress-nginx adds these and more), so that both proxies do the same work per request.
+    server {
+        listen 127.0.0.1:$NGINX_FWD_PORT backlog=4096;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
         }
     }
 }
@@ -292,7 +308,21 @@ for round in $(seq "$WRK_ROUNDS"); do
   for t in "${GET_TARGETS[@]}"; do run_wrk "$t" "${URL[$t]}" "$round"; done
 done
 cpu_mark get1
+# Reported only, after the CPU marks: nginx adding the same forwarding headers, interleaved with Holdfast again
+# (`holdfast_again`, so that the main figures and the CPU per request above are not mixed with these rounds).
+FWD_ROUNDS=$(((WRK_ROUNDS + 1) / 2))
+if ((HF_OK)); then
+  URL[nginx_fwd]="http://127.0.0.1:$NGINX_FWD_PORT" URL[holdfast_again]=$HF_URL
+  for round in $(seq "$FWD_ROUNDS"); do
+    for t in nginx_fwd holdfast_again; do run_wrk "$t" "${URL[$t]}" "$round"; done
+  done
+fi
 declare -A GET_RPS GET_P99
+for t in nginx_fwd holdfast_again; do
+  vals=()
+  for round in $(seq "$FWD_ROUNDS"); do vals+=("${RPS[$t.$round]:-}"); done
+  GET_RPS[$t]=$(median "${vals[@]}")
+done
 for t in direct nginx holdfast; do
   vals=() lats=()
   for round in $(seq "$WRK_ROUNDS"); do vals+=("${RPS[$t.$round]:-}"); lats+=("${P99[$t.$round]:-}"); done
@@ -439,6 +469,9 @@ wrk ${WRK_ARGS[*]} x $WRK_ROUNDS rounds; uploads ${UPLOAD_MIB} MiB x $TRIALS; $S
 printf '\n%-44s %10s %10s %10s %9s  %-22s %s\n' metric direct nginx holdfast ratio target result
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "small GET req/s (median)" "${GET_RPS[direct]}" "$NG_GET" "$HF_GET" \
   "$GET_RATIO" "hf/nginx >= 0.9" "$(verdict "$GET_RATIO >= 0.9")"
+printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "  (nginx adding the same forwarding headers)" "" \
+  "${GET_RPS[nginx_fwd]}" "${GET_RPS[holdfast_again]}" "$(ratio "${GET_RPS[holdfast_again]}" "${GET_RPS[nginx_fwd]}")" \
+  "(reported, $FWD_ROUNDS rounds)" ""
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "small GET p99 ms (median)" "${GET_P99[direct]}" "${GET_P99[nginx]}" \
   "${GET_P99[holdfast]}" "$P99_RATIO" "(reported)" ""
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Buffered, MB/s (median)" "${UP_MBS[direct]}" \
@@ -454,7 +487,7 @@ printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "peak RSS MiB, $SLOW_CONNS slow up
   "$HF_PEAK_MB" "$RSS_RATIO" "hf <= 300 MB" "$(verdict "$HF_PEAK_MB * 1.048576 <= 300")"
 echo
 echo "details"
-for t in direct nginx holdfast; do
+for t in direct nginx holdfast nginx_fwd holdfast_again; do
   printf '  wrk %-9s requests %s, non-2xx %s, socket errors %s, req/s per round: %s\n' "$t" "${REQS[$t]:-0}" \
     "${NON2XX[$t]:-0}" "${SOCKERR[$t]:-0}" "$(for r in $(seq "$WRK_ROUNDS"); do printf '%s ' "${RPS[$t.$r]:--}"; done)"
 done
