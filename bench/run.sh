@@ -7,8 +7,8 @@
 # Measures: small GET requests/s and p99 (wrk; reported besides: nginx adding the forwarding headers Holdfast adds);
 # 1 GiB upload in Buffered mode (MB/s, median of 5); completion time of a 1 GiB upload in Tee mode vs direct to the
 # upstream (median of 5); RSS with 1,000 concurrent slow uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1
-# only. Every process it starts is stopped by pid on exit and its temp dir is removed. Env knobs: BENCH_QUICK, BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP,
-# CARGO_TARGET_DIR, BENCH_RUST_LOG (the dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
+# only. Every process it starts is stopped by pid on exit and its temp dir is removed. Env knobs: BENCH_QUICK,
+# BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP, CARGO_TARGET_DIR, BENCH_RUST_LOG (the dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -488,7 +488,7 @@ printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "peak RSS MiB, $SLOW_CONNS slow up
 echo
 echo "details"
 for t in direct nginx holdfast nginx_fwd holdfast_again; do
-  printf '  wrk %-9s requests %s, non-2xx %s, socket errors %s, req/s per round: %s\n' "$t" "${REQS[$t]:-0}" \
+  printf '  wrk %-14s requests %s, non-2xx %s, socket errors %s, req/s per round: %s\n' "$t" "${REQS[$t]:-0}" \
     "${NON2XX[$t]:-0}" "${SOCKERR[$t]:-0}" "$(for r in $(seq "$WRK_ROUNDS"); do printf '%s ' "${RPS[$t.$r]:--}"; done)"
 done
 for t in direct nginx nginx_unbuffered hf_buffered hf_tee; do
