@@ -8,7 +8,8 @@
 # 1 GiB upload in Buffered mode (MB/s, median of 5); completion time of a 1 GiB upload in Tee mode vs direct to the
 # upstream (median of 5); RSS with 1,000 concurrent slow uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1
 # only. Every process it starts is stopped by pid on exit and its temp dir is removed. Env knobs: BENCH_QUICK,
-# BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP, CARGO_TARGET_DIR, BENCH_RUST_LOG (the dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
+# BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP, CARGO_TARGET_DIR, BENCH_RUST_LOG (the
+# dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
