@@ -98,6 +98,34 @@ pub struct ClientIo {
     state: Arc<ConnState>,
     lingering: Lingering,
     drain: Option<Drain>,
+    read_size: ReadCap,
+}
+
+/// How much of hyper's read buffer one read may fill. hyper hands over the whole spare capacity of its buffer, and
+/// a safe read must zero that first (tokio's `ReadBuf` cannot be filled otherwise): at least 8 KiB for every small
+/// request, up to the 64 KiB the buffer keeps once a body has grown it. So a read asks for what recent reads
+/// delivered: it starts small, doubles while reads fill it, and halves when they come back under a quarter of it.
+#[derive(Debug, Clone, Copy)]
+struct ReadCap(usize);
+
+const FIRST_READ_CAP: usize = 4 * 1024;
+/// hyper's buffer never offers more ([`super::READ_BUFFER`]).
+const MAX_READ_CAP: usize = super::READ_BUFFER;
+
+impl Default for ReadCap {
+    fn default() -> Self {
+        ReadCap(FIRST_READ_CAP)
+    }
+}
+
+impl ReadCap {
+    fn record(&mut self, n: usize, asked: usize) {
+        if n == asked {
+            self.0 = (self.0 * 2).min(MAX_READ_CAP);
+        } else if n < asked / 4 {
+            self.0 = (self.0 / 2).max(FIRST_READ_CAP);
+        }
+    }
 }
 
 struct Drain {
@@ -108,7 +136,7 @@ struct Drain {
 
 impl ClientIo {
     pub fn new(state: Arc<ConnState>, lingering: Lingering) -> Self {
-        ClientIo { socket: state.socket.clone(), state, lingering, drain: None }
+        ClientIo { socket: state.socket.clone(), state, lingering, drain: None, read_size: ReadCap::default() }
     }
 
     /// Reads like tokio's own `TcpStream::poll_read`, including its one economy: a read that returns less than the
@@ -117,10 +145,11 @@ impl ClientIo {
     /// of [`ConnState::client_signal`]. `try_read` alone keeps the readiness until a read fails; `try_io` forgets it
     /// when its closure reports `WouldBlock`, so the closure reports that after a short read and hands the bytes
     /// over on the side.
-    fn read_into(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
+            // Only the part about to be read into is zeroed ([`ReadCap`]).
+            let unfilled = buf.initialize_unfilled_to(buf.remaining().min(self.read_size.0));
             let capacity = unfilled.len();
             let mut short_read = None;
             let result = self.socket.try_io(Interest::READABLE, || {
@@ -133,6 +162,7 @@ impl ClientIo {
             });
             match (result, short_read) {
                 (_, Some(n)) | (Ok(n), None) => {
+                    self.read_size.record(n, capacity);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -152,7 +182,7 @@ impl ClientIo {
 }
 
 impl AsyncRead for ClientIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if let Some(direct) = &self.state.direct_body {
             if !direct.hyper_may_read(cx) {
                 return Poll::Pending;
@@ -227,5 +257,28 @@ impl AsyncWrite for ClientIo {
                 Poll::Ready(_) => return Poll::Ready(Ok(())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_asks_for_what_recent_reads_delivered() {
+        let mut cap = ReadCap::default();
+        // Small requests keep it small: only 4 KiB of hyper's buffer is zeroed per read.
+        cap.record(300, cap.0);
+        assert_eq!(cap.0, FIRST_READ_CAP);
+        // A body arriving fast doubles it up to hyper's largest buffer.
+        for expected in [8 << 10, 16 << 10, 32 << 10, 64 << 10, 64 << 10] {
+            cap.record(cap.0, cap.0);
+            assert_eq!(cap.0, expected);
+        }
+        // Reads that come back small bring it down again, not below the first size.
+        for _ in 0..10 {
+            cap.record(100, cap.0);
+        }
+        assert_eq!(cap.0, FIRST_READ_CAP);
     }
 }
