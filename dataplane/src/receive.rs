@@ -9,7 +9,7 @@
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::server::{DirectBody, ReadSize};
+use crate::server::{first_read_size, DirectBody};
 use crate::spool::Spool;
 use crate::upstream::BodyItem;
 use bytes::Bytes;
@@ -116,7 +116,7 @@ async fn copy(
     // hyper has handed over every byte it had; the rest of the body is still in the socket.
     direct.body.take();
     drop(body);
-    let mut size = ReadSize::default();
+    let mut size = first_read_size();
     while total < direct.len {
         let max = usize::try_from(direct.len - total).unwrap_or(usize::MAX);
         let read = direct.body.read(max, &mut size, || publish_tail(sink));

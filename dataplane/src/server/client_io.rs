@@ -13,6 +13,7 @@
 //! writing, and the route's `halfClose` policy decides.
 
 use super::direct_body::DirectBody;
+use super::ReadSize;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -98,35 +99,14 @@ pub struct ClientIo {
     state: Arc<ConnState>,
     lingering: Lingering,
     drain: Option<Drain>,
-    read_size: ReadCap,
+    read_size: ReadSize,
 }
 
 /// How much of hyper's read buffer one read may fill. hyper hands over the whole spare capacity of its buffer, and
 /// a safe read must zero that first (tokio's `ReadBuf` cannot be filled otherwise): at least 8 KiB for every small
 /// request, up to the 64 KiB the buffer keeps once a body has grown it. So a read asks for what recent reads
-/// delivered: it starts small, doubles while reads fill it, and halves when they come back under a quarter of it.
-#[derive(Debug, Clone, Copy)]
-struct ReadCap(usize);
-
+/// delivered ([`ReadSize`]), from 4 KiB up to hyper's largest buffer ([`super::READ_BUFFER`]).
 const FIRST_READ_CAP: usize = 4 * 1024;
-/// hyper's buffer never offers more ([`super::READ_BUFFER`]).
-const MAX_READ_CAP: usize = super::READ_BUFFER;
-
-impl Default for ReadCap {
-    fn default() -> Self {
-        ReadCap(FIRST_READ_CAP)
-    }
-}
-
-impl ReadCap {
-    fn record(&mut self, n: usize, asked: usize) {
-        if n == asked {
-            self.0 = (self.0 * 2).min(MAX_READ_CAP);
-        } else if n < asked / 4 {
-            self.0 = (self.0 / 2).max(FIRST_READ_CAP);
-        }
-    }
-}
 
 struct Drain {
     write_shut: bool,
@@ -136,7 +116,13 @@ struct Drain {
 
 impl ClientIo {
     pub fn new(state: Arc<ConnState>, lingering: Lingering) -> Self {
-        ClientIo { socket: state.socket.clone(), state, lingering, drain: None, read_size: ReadCap::default() }
+        ClientIo {
+            socket: state.socket.clone(),
+            state,
+            lingering,
+            drain: None,
+            read_size: ReadSize::new(FIRST_READ_CAP, super::READ_BUFFER),
+        }
     }
 
     /// Reads like tokio's own `TcpStream::poll_read`, including its one economy: a read that returns less than the
@@ -148,8 +134,8 @@ impl ClientIo {
     fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
-            // Only the part about to be read into is zeroed ([`ReadCap`]).
-            let unfilled = buf.initialize_unfilled_to(buf.remaining().min(self.read_size.0));
+            // Only the part about to be read into is zeroed ([`FIRST_READ_CAP`]).
+            let unfilled = buf.initialize_unfilled_to(buf.remaining().min(self.read_size.get()));
             let capacity = unfilled.len();
             let mut short_read = None;
             let result = self.socket.try_io(Interest::READABLE, || {
@@ -266,19 +252,19 @@ mod tests {
 
     #[test]
     fn a_read_asks_for_what_recent_reads_delivered() {
-        let mut cap = ReadCap::default();
+        let mut cap = ReadSize::new(FIRST_READ_CAP, crate::server::READ_BUFFER);
         // Small requests keep it small: only 4 KiB of hyper's buffer is zeroed per read.
-        cap.record(300, cap.0);
-        assert_eq!(cap.0, FIRST_READ_CAP);
+        cap.record(300, cap.get());
+        assert_eq!(cap.get(), FIRST_READ_CAP);
         // A body arriving fast doubles it up to hyper's largest buffer.
         for expected in [8 << 10, 16 << 10, 32 << 10, 64 << 10, 64 << 10] {
-            cap.record(cap.0, cap.0);
-            assert_eq!(cap.0, expected);
+            cap.record(cap.get(), cap.get());
+            assert_eq!(cap.get(), expected);
         }
         // Reads that come back small bring it down again, not below the first size.
         for _ in 0..10 {
-            cap.record(100, cap.0);
+            cap.record(100, cap.get());
         }
-        assert_eq!(cap.0, FIRST_READ_CAP);
+        assert_eq!(cap.get(), FIRST_READ_CAP);
     }
 }

@@ -20,6 +20,7 @@
 //!
 //! [`disarm`]: DirectBody::disarm
 
+use super::ReadSize;
 use bytes::Bytes;
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,6 +33,11 @@ use tokio::net::TcpStream;
 const FIRST_READ: usize = 64 * 1024;
 /// The largest direct read.
 const MAX_READ: usize = 1024 * 1024;
+
+/// The read size a direct body starts with.
+pub fn first_read_size() -> ReadSize {
+    ReadSize::new(FIRST_READ, MAX_READ)
+}
 
 /// hyper reads the socket.
 const OFF: u8 = 0;
@@ -131,7 +137,7 @@ impl DirectBody {
     /// Reads at most `max` bytes of the body; an empty chunk is the end of the stream. `size` is the read size,
     /// adapted here to what the socket delivers. `before_wait` runs whenever the socket has nothing yet.
     pub async fn read(&self, max: usize, size: &mut ReadSize, mut before_wait: impl FnMut()) -> io::Result<Bytes> {
-        let want = size.0.min(max).max(1);
+        let want = size.get().min(max).max(1);
         loop {
             match self.try_read(want) {
                 Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
@@ -171,30 +177,6 @@ impl DirectBody {
     }
 }
 
-/// The size of the next direct read: doubled while reads fill it, halved when they come back under a quarter.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadSize(usize);
-
-impl Default for ReadSize {
-    fn default() -> Self {
-        ReadSize(FIRST_READ)
-    }
-}
-
-impl ReadSize {
-    fn record(&mut self, n: usize, asked: usize) {
-        if asked != self.0 {
-            // Capped by the end of the body: says nothing about what the socket delivers.
-            return;
-        }
-        if n == asked {
-            self.0 = (self.0 * 2).min(MAX_READ);
-        } else if n < self.0 / 4 {
-            self.0 = (self.0 / 2).max(FIRST_READ);
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -205,19 +187,19 @@ mod tests {
 
     #[test]
     fn the_read_size_doubles_while_reads_fill_it_and_halves_when_they_come_back_small() {
-        let mut size = ReadSize::default();
+        let mut size = first_read_size();
         for expected in [128 << 10, 256 << 10, 512 << 10, 1 << 20, 1 << 20] {
-            size.record(size.0, size.0);
-            assert_eq!(size.0, expected);
+            size.record(size.get(), size.get());
+            assert_eq!(size.get(), expected);
         }
         // A read capped by the end of the body says nothing about the socket.
         size.record(1000, 1000);
-        assert_eq!(size.0, 1 << 20);
-        size.record(200 << 10, 1 << 20);
-        assert_eq!(size.0, 512 << 10);
+        assert_eq!(size.get(), 1 << 20);
+        size.record(200 << 10, size.get());
+        assert_eq!(size.get(), 512 << 10);
         for _ in 0..10 {
-            size.record(10, size.0);
+            size.record(10, size.get());
         }
-        assert_eq!(size.0, FIRST_READ);
+        assert_eq!(size.get(), FIRST_READ);
     }
 }

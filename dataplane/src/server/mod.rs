@@ -11,11 +11,13 @@
 
 mod client_io;
 mod direct_body;
+mod read_size;
 mod share;
 mod workers;
 
 pub use client_io::{ClientSignal, ConnState, Lingering};
-pub use direct_body::{DirectBody, ReadSize};
+pub use direct_body::{first_read_size, DirectBody};
+pub use read_size::ReadSize;
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
 use crate::forward::ClientInfo;
