@@ -315,7 +315,9 @@ fn into_client_response(
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
     let Answer { response, connection } = answer;
-    dp.pool.release(connection);
+    if let Some(connection) = connection {
+        dp.pool.release(connection);
+    }
     let (mut parts, body) = response.into_parts();
     forward::remove_hop_by_hop(&mut parts.headers);
     // The client can quote the same id the upstream logged, on every attempt.

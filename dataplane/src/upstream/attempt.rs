@@ -1,12 +1,13 @@
 //! One attempt: a connection (pooled or new), the request, and the response head, under the send/read timeouts.
 
+use super::bodiless::attempt_bodiless;
 use super::body::{BodySource, UpstreamBody};
 use super::clock::{AttemptClock, Expired};
 use super::failure::{Failure, FailureKind};
 use super::pool::{Connection, Pool};
+use super::response_body::ResponseBody;
 use crate::forward::RequestHead;
 use holdfast_snapshot::Timeouts;
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,15 +21,19 @@ pub struct Delivery<'a> {
     pub timeouts: &'a Timeouts,
 }
 
-/// The result of a successful attempt: the response and the connection to give back once it is read.
+/// The result of a successful attempt: the response, and the hyper connection to give back once it is read (a
+/// plain connection travels inside its response body instead).
 pub struct Answer {
-    pub response: Response<Incoming>,
-    pub connection: Connection,
+    pub response: Response<ResponseBody>,
+    pub connection: Option<Connection>,
 }
 
 /// Sends the request to `addr`. A failure on a reused connection before anything came back is retried once on a
 /// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
 pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
+    if matches!(delivery.body, BodySource::Empty) {
+        return attempt_bodiless(pool, addr, delivery).await;
+    }
     let streaming = matches!(delivery.body, BodySource::Stream(_));
     if !streaming {
         if let Some(conn) = pool.checkout(addr) {
@@ -66,7 +71,7 @@ async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, F
         }
     };
     match outcome {
-        Ok(response) => Ok(Answer { response, connection: conn }),
+        Ok(response) => Ok(Answer { response: response.map(ResponseBody::Hyper), connection: Some(conn) }),
         Err(_) if clock.was_source_aborted() => {
             Err(Failure::new(FailureKind::ClientBodyAborted, "the client's body ended early"))
         }

@@ -1,9 +1,10 @@
 //! A response body that fails when the upstream goes quiet for longer than the read timeout, so that a client is
 //! never left hanging on an upstream that sent a head and then stopped.
 
+use super::plain_body::PlainBodyError;
+use super::response_body::ResponseBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -15,19 +16,21 @@ use tokio::time::{Instant, Sleep};
 pub enum ResponseBodyError {
     #[error("upstream response body failed: {0}")]
     Upstream(#[from] hyper::Error),
+    #[error(transparent)]
+    Plain(#[from] PlainBodyError),
     #[error("upstream sent no response bytes for {0:?}")]
     Idle(Duration),
 }
 
 pub struct IdleTimeoutBody {
-    inner: Incoming,
+    inner: ResponseBody,
     idle: Duration,
     /// Armed only when the upstream first makes us wait: a small response that is already there costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl IdleTimeoutBody {
-    pub fn new(inner: Incoming, idle: Duration) -> Self {
+    pub fn new(inner: ResponseBody, idle: Duration) -> Self {
         IdleTimeoutBody { inner, idle, timer: None }
     }
 }
@@ -45,7 +48,7 @@ impl Body for IdleTimeoutBody {
             if let Some(timer) = self.timer.as_mut() {
                 timer.as_mut().reset(Instant::now() + idle);
             }
-            return Poll::Ready(frame.map(|f| f.map_err(ResponseBodyError::from)));
+            return Poll::Ready(frame);
         }
         let idle = self.idle;
         let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));

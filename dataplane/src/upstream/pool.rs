@@ -1,5 +1,9 @@
 //! Upstream HTTP/1.1 connections, kept alive between requests.
 //!
+//! Two kinds: hyper client connections, which carry requests with a body (hyper frames, paces and times the body),
+//! and plain sockets for requests without one ([`super::bodiless`]), which skip hyper's connection task. Each kind has
+//! its own idle lists; a connection goes back to the list it came from.
+//!
 //! An idle connection is reused only while younger than the idle timeout, which must stay below the upstreams' own
 //! keep-alive timeouts (Node's is 5 s) so that Holdfast rarely writes into a connection the upstream is closing. When
 //! that still happens the attempt layer sees a failure on a reused connection and retries on a fresh one.
@@ -11,6 +15,7 @@
 use super::body::UpstreamBody;
 use super::failure::{Failure, FailureKind};
 use super::io::UpstreamIo;
+use super::plain_conn::PlainConnection;
 use crate::drain::AbortOnDrop;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -46,8 +51,17 @@ struct Idle {
     task: AbortOnDrop,
 }
 
+struct IdlePlain {
+    conn: PlainConnection,
+    since: Instant,
+}
+
 /// Idle connections by the thread that opened them and the endpoint they lead to.
-type IdleLists = HashMap<(ThreadId, SocketAddr), Vec<Idle>>;
+#[derive(Default)]
+struct IdleLists {
+    hyper: HashMap<(ThreadId, SocketAddr), Vec<Idle>>,
+    plain: HashMap<(ThreadId, SocketAddr), Vec<IdlePlain>>,
+}
 
 /// Threads get shards in turn; more threads than shards share them (still correct, keyed by thread).
 const SHARDS: usize = 64;
@@ -92,7 +106,7 @@ impl Pool {
     pub fn checkout(&self, addr: SocketAddr) -> Option<Connection> {
         let home = this_thread();
         let mut idle = self.lock(home.shard);
-        let conns = idle.get_mut(&(home.thread, addr))?;
+        let conns = idle.hyper.get_mut(&(home.thread, addr))?;
         while let Some(conn) = conns.pop() {
             if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
                 return Some(Connection { sender: conn.sender, addr, reused: true, home, task: conn.task });
@@ -101,18 +115,41 @@ impl Pool {
         None
     }
 
+    /// A pooled plain connection to `addr`, opened by this thread, still open and young enough.
+    pub fn checkout_plain(&self, addr: SocketAddr) -> Option<PlainConnection> {
+        let home = this_thread();
+        let mut idle = self.lock(home.shard);
+        let conns = idle.plain.get_mut(&(home.thread, addr))?;
+        while let Some(mut idle) = conns.pop() {
+            if idle.since.elapsed() < self.idle_timeout && idle.conn.is_idle_and_open() {
+                return Some(idle.conn.reuse());
+            }
+        }
+        None
+    }
+
+    /// A new plain connection, within `timeout`.
+    pub async fn connect_plain(&self, addr: SocketAddr, timeout: Duration) -> Result<PlainConnection, Failure> {
+        Ok(PlainConnection::new(connect_stream(addr, timeout).await?, addr))
+    }
+
+    /// Takes back a plain connection whose response was read to its end and which the upstream keeps open. Called on
+    /// the thread that opened it: a plain connection is only ever used by requests of that thread's worker.
+    pub fn put_back_plain(&self, conn: PlainConnection) {
+        let home = this_thread();
+        let mut idle = self.lock(home.shard);
+        let conns = idle.plain.entry((home.thread, conn.addr)).or_default();
+        if conns.len() >= MAX_IDLE_PER_ENDPOINT {
+            conns.retain(|c| c.since.elapsed() < self.idle_timeout);
+        }
+        if conns.len() < MAX_IDLE_PER_ENDPOINT {
+            conns.push(IdlePlain { conn, since: Instant::now() });
+        }
+    }
+
     /// A new connection, within `timeout`.
     pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<Connection, Failure> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Failure::new(FailureKind::ConnectTimeout, format!("{addr} after {timeout:?}"))),
-            Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
-                return Err(Failure::new(FailureKind::ConnectRefused, addr))
-            }
-            // Unreachable networks and the like are treated as refusals: nothing was sent.
-            Ok(Err(e)) => return Err(Failure::new(FailureKind::ConnectRefused, format!("{addr}: {e}"))),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_stream(addr, timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(UpstreamIo::new(stream)))
             .await
@@ -146,7 +183,7 @@ impl Pool {
 
     fn put_back(&self, conn: Connection) {
         let mut idle = self.lock(conn.home.shard);
-        let conns = idle.entry((conn.home.thread, conn.addr)).or_default();
+        let conns = idle.hyper.entry((conn.home.thread, conn.addr)).or_default();
         // Expired and closed connections are dropped at checkout; here only the count is bounded.
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
             conns.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
@@ -159,4 +196,19 @@ impl Pool {
     fn lock(&self, shard: usize) -> MutexGuard<'_, IdleLists> {
         self.shards[shard].0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A TCP connection to `addr` within `timeout`, with Nagle off (heads and small bodies go out at once).
+async fn connect_stream(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(Failure::new(FailureKind::ConnectTimeout, format!("{addr} after {timeout:?}"))),
+        Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused => {
+            return Err(Failure::new(FailureKind::ConnectRefused, addr))
+        }
+        // Unreachable networks and the like are treated as refusals: nothing was sent.
+        Ok(Err(e)) => return Err(Failure::new(FailureKind::ConnectRefused, format!("{addr}: {e}"))),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }

@@ -1,0 +1,100 @@
+//! An upstream socket that Holdfast speaks HTTP/1.1 on itself, with its read buffer.
+//!
+//! The read buffer belongs to the connection, not to one response: bytes read past the end of a response would be
+//! the start of the next one, so they must stay with the socket (in practice a correct upstream sends none, and a
+//! connection with bytes left over is not reused).
+//!
+//! Reads go straight into the buffer's spare capacity (`try_read_buf`), so nothing is zeroed before a read.
+
+use crate::server::ReadSize;
+use bytes::{BufMut, BytesMut};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::task::{ready, Context, Poll};
+use tokio::net::TcpStream;
+
+/// The first read's size; reads double while they fill what they asked for.
+const FIRST_READ: usize = 8 * 1024;
+/// The largest read: a large response body is read in chunks of this size.
+const MAX_READ: usize = 256 * 1024;
+/// A buffer that grew past this is not kept while the connection is idle.
+const MAX_IDLE_BUFFER: usize = 64 * 1024;
+
+pub struct PlainConnection {
+    stream: TcpStream,
+    pub addr: SocketAddr,
+    /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
+    pub reused: bool,
+    /// Bytes read and not yet consumed.
+    pub read_buf: BytesMut,
+    /// The request head being sent; kept between requests for its capacity.
+    pub write_buf: Vec<u8>,
+    next_read: ReadSize,
+}
+
+impl PlainConnection {
+    pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
+        PlainConnection {
+            stream,
+            addr,
+            reused: false,
+            read_buf: BytesMut::new(),
+            write_buf: Vec::new(),
+            next_read: ReadSize::new(FIRST_READ, MAX_READ),
+        }
+    }
+
+    /// The same connection, marked as taken from the pool.
+    pub fn reuse(mut self) -> Self {
+        self.reused = true;
+        self
+    }
+
+    /// Whether an idle connection can carry another request: the upstream has neither closed it nor sent anything
+    /// unasked. Costs a system call only when the socket was reported readable since it went idle.
+    pub fn is_idle_and_open(&mut self) -> bool {
+        if self.read_buf.capacity() > MAX_IDLE_BUFFER {
+            self.read_buf = BytesMut::new();
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    }
+
+    /// Writes what the socket takes of `write_buf` now, without waiting: usually all of a request head.
+    pub fn try_send_write_buf(&mut self) -> io::Result<usize> {
+        match self.stream.try_write(&self.write_buf) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
+
+    /// Writes the rest of `write_buf` from `from`, waiting for the socket to take it.
+    pub async fn send_write_buf_from(&mut self, from: usize) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(&self.write_buf[from..]).await
+    }
+
+    /// Reads more bytes into `read_buf`; `Ok(0)` is the end of the connection.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            let asked = self.next_read.get();
+            self.read_buf.reserve(asked);
+            let mut limited = (&mut self.read_buf).limit(asked);
+            match self.stream.try_read_buf(&mut limited) {
+                Ok(n) => {
+                    self.next_read.record(n, asked);
+                    return Poll::Ready(Ok(n));
+                }
+                // Readiness was stale; polling again registers for the next event.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// [`Self::poll_fill`] as a future.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
