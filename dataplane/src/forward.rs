@@ -138,8 +138,17 @@ pub fn set_attempt(head: &mut RequestHead, n: u32) {
     }
 }
 
+/// The hop-by-hop fields every message loses; the fields named in `Connection` go too.
+const HOP_BY_HOP: [HeaderName; 6] =
+    [header::CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE];
+
 /// Removes the hop-by-hop fields of RFC 9110 §7.6.1, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them, and one pass over the few names a message has is cheaper than hashing
+    // all six for lookups (this runs twice per request).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -150,9 +159,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in
-        [header::CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE]
-    {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -195,6 +202,20 @@ mod tests {
         assert_eq!(h["content-length"], "42");
         assert_eq!(h["idempotency-key"], "abc");
         assert_eq!(head.uri, "/up?x=1");
+    }
+
+    #[test]
+    fn removes_each_hop_by_hop_field_alone_and_leaves_other_fields() {
+        for hop in ["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            headers.insert(HeaderName::from_static(hop), HeaderValue::from_static("x-named"));
+            headers.insert(HeaderName::from_static("x-named"), HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut headers);
+            assert!(headers.get(hop).is_none(), "{hop} must be removed");
+            assert_eq!(headers.get("x-named").is_none(), hop == "connection", "{hop}: only Connection names fields");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/plain");
+        }
     }
 
     #[test]

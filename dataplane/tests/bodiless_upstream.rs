@@ -337,3 +337,22 @@ async fn an_upstream_that_never_answers_gets_the_read_timeout_then_504() {
     assert_eq!(seen.len(), 2, "replayed once after the timeout (maxAttempts 2)");
     assert!(seen[1].head.to_ascii_lowercase().contains("x-holdfast-attempt: 2"), "{}", seen[1].head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_with_many_fields_passes_up_to_a_hundred_fields() {
+    let head_with = |fields: usize| {
+        let mut head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_string();
+        for i in 1..fields {
+            head.push_str(&format!("X-Field-{i}: {i}\r\n"));
+        }
+        head + "\r\nok"
+    };
+    let (sixty, hundred_one) = (head_with(60), head_with(101));
+    let upstream = Scripted::start(move |_, request| reply(if request == 0 { &sixty } else { &hundred_one })).await;
+    let hf = harness_for(&upstream, "{}").await;
+    let mut c = client(hf.addr).await;
+    let (status, headers, body) = request(&mut c, "GET", "/").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from_static(b"ok")));
+    assert_eq!(headers["x-field-59"], "59");
+    assert_eq!(request(&mut c, "GET", "/").await.0, 502, "more fields than hyper's client accepted");
+}

@@ -29,6 +29,9 @@ use std::time::Duration;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// hyper's default, so that what passed through hyper's client still passes.
 const MAX_HEADERS: usize = 100;
+/// Enough for nearly every response; a head with more is parsed again with room for `MAX_HEADERS`. The parser's
+/// field array is initialised on every parse, so its size is paid per request.
+const USUAL_HEADERS: usize = 32;
 
 /// Sends the bodiless request to `addr`. A failure on a reused connection before anything came back is retried once
 /// on a fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
@@ -134,29 +137,39 @@ async fn read_head(conn: &mut PlainConnection) -> Result<Head, Failure> {
 
 /// The head at the start of the read buffer, consumed from it, or `None` when it is not complete yet.
 fn parse_head(conn: &mut PlainConnection) -> Result<Option<Head>, Failure> {
-    let addr = conn.addr;
-    let protocol = |why: String| Failure::new(FailureKind::Protocol, format!("{addr}: {why}"));
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_head_with::<USUAL_HEADERS>(conn) {
+        Err(None) => parse_head_with::<MAX_HEADERS>(conn),
+        other => other,
+    }
+    .map_err(|why| {
+        let why = why.unwrap_or_else(|| format!("more than {MAX_HEADERS} header fields"));
+        Failure::new(FailureKind::Protocol, format!("{}: {why}", conn.addr))
+    })
+}
+
+/// [`parse_head`] with room for `N` header fields; `Err(None)`: more than that.
+fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<Head>, Option<String>> {
+    let protocol = |why: &str| Some(why.to_string());
+    let mut storage = [httparse::EMPTY_HEADER; N];
     let mut parsed = httparse::Response::new(&mut storage);
     let buf = &conn.read_buf;
     let len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(protocol(format!("invalid response head: {e}"))),
+        Err(httparse::Error::TooManyHeaders) => return Err(None),
+        Err(e) => return Err(Some(format!("invalid response head: {e}"))),
     };
-    let status = parsed
-        .code
-        .and_then(|code| StatusCode::from_u16(code).ok())
-        .ok_or_else(|| protocol("invalid status code".into()))?;
+    let status =
+        parsed.code.and_then(|code| StatusCode::from_u16(code).ok()).ok_or_else(|| protocol("invalid status code"))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         // `Upgrade` is never forwarded, so the upstream cannot have been asked to switch.
-        return Err(protocol("101 Switching Protocols without an upgrade request".into()));
+        return Err(protocol("101 Switching Protocols without an upgrade request"));
     }
     let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // Header fields are kept as slices of the head's bytes, not copied: where each lies in the buffer.
     let base = buf.as_ptr() as usize;
     let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let mut spans = [((0, 0), (0, 0)); N];
     let count = parsed.headers.len();
     for (slot, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         *slot = (span(field.name.as_bytes()), span(field.value));
@@ -166,9 +179,8 @@ fn parse_head(conn: &mut PlainConnection) -> Result<Option<Head>, Failure> {
     let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
     let mut headers = HeaderMap::with_capacity(count);
     for &(name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&slice(name)).map_err(|_| protocol("invalid header name".into()))?;
-        let value =
-            HeaderValue::from_maybe_shared(slice(value)).map_err(|_| protocol("invalid header value".into()))?;
+        let name = HeaderName::from_bytes(&slice(name)).map_err(|_| protocol("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(value)).map_err(|_| protocol("invalid header value"))?;
         headers.append(name, value);
     }
     let reason = reason.and_then(|span| hyper::ext::ReasonPhrase::try_from(slice(span)).ok());

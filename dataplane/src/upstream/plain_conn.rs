@@ -4,13 +4,16 @@
 //! the start of the next one, so they must stay with the socket (in practice a correct upstream sends none, and a
 //! connection with bytes left over is not reused).
 //!
-//! Reads go straight into the buffer's spare capacity (`try_read_buf`), so nothing is zeroed before a read.
+//! Reads go straight into the buffer's spare capacity, so nothing is zeroed before a read, and through `poll_read`,
+//! so that a read returning less than it asked for marks the socket not ready: the next read then waits for epoll
+//! instead of making a system call that would block. An idle connection is probed the same way.
 
 use crate::server::ReadSize;
 use bytes::{BufMut, BytesMut};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::task::{ready, Context, Poll};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
 use tokio::net::TcpStream;
 
 /// The first read's size; reads double while they fill what they asked for.
@@ -51,13 +54,22 @@ impl PlainConnection {
     }
 
     /// Whether an idle connection can carry another request: the upstream has neither closed it nor sent anything
-    /// unasked. Costs a system call only when the socket was reported readable since it went idle.
+    /// unasked. Costs a system call only when the socket was reported readable since its last read.
     pub fn is_idle_and_open(&mut self) -> bool {
         if self.read_buf.capacity() > MAX_IDLE_BUFFER {
             self.read_buf = BytesMut::new();
         }
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+        // Nothing to wake: this only asks whether readiness is known.
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // An end of file, bytes nobody asked for, or readiness left from before: a read tells which.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+            }
+        }
     }
 
     /// Writes what the socket takes of `write_buf` now, without waiting: usually all of a request head.
@@ -76,21 +88,12 @@ impl PlainConnection {
 
     /// Reads more bytes into `read_buf`; `Ok(0)` is the end of the connection.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            let asked = self.next_read.get();
-            self.read_buf.reserve(asked);
-            let mut limited = (&mut self.read_buf).limit(asked);
-            match self.stream.try_read_buf(&mut limited) {
-                Ok(n) => {
-                    self.next_read.record(n, asked);
-                    return Poll::Ready(Ok(n));
-                }
-                // Readiness was stale; polling again registers for the next event.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        let asked = self.next_read.get();
+        self.read_buf.reserve(asked);
+        let mut limited = (&mut self.read_buf).limit(asked);
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut limited))?;
+        self.next_read.record(n, asked);
+        Poll::Ready(Ok(n))
     }
 
     /// [`Self::poll_fill`] as a future.
