@@ -13,7 +13,6 @@
 //! writing, and the route's `halfClose` policy decides.
 
 use super::direct_body::DirectBody;
-use super::ReadSize;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -99,14 +98,7 @@ pub struct ClientIo {
     state: Arc<ConnState>,
     lingering: Lingering,
     drain: Option<Drain>,
-    read_size: ReadSize,
 }
-
-/// How much of hyper's read buffer one read may fill. hyper hands over the whole spare capacity of its buffer, and
-/// a safe read must zero that first (tokio's `ReadBuf` cannot be filled otherwise): at least 8 KiB for every small
-/// request, up to the 64 KiB the buffer keeps once a body has grown it. So a read asks for what recent reads
-/// delivered ([`ReadSize`]), from 4 KiB up to hyper's largest buffer ([`super::READ_BUFFER`]).
-const FIRST_READ_CAP: usize = 4 * 1024;
 
 struct Drain {
     write_shut: bool,
@@ -116,13 +108,7 @@ struct Drain {
 
 impl ClientIo {
     pub fn new(state: Arc<ConnState>, lingering: Lingering) -> Self {
-        ClientIo {
-            socket: state.socket.clone(),
-            state,
-            lingering,
-            drain: None,
-            read_size: ReadSize::new(FIRST_READ_CAP, super::READ_BUFFER),
-        }
+        ClientIo { socket: state.socket.clone(), state, lingering, drain: None }
     }
 
     /// Reads like tokio's own `TcpStream::poll_read`, including its one economy: a read that returns less than the
@@ -134,12 +120,12 @@ impl ClientIo {
     fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.socket.poll_read_ready(cx))?;
-            // Only the part about to be read into is zeroed ([`FIRST_READ_CAP`]).
-            let unfilled = buf.initialize_unfilled_to(buf.remaining().min(self.read_size.get()));
-            let capacity = unfilled.len();
+            // Read into hyper's buffer as it is: `try_read_buf` fills uninitialised capacity, so nothing is zeroed
+            // first (hyper hands over all of its buffer's spare room, 8–64 KiB, to every read).
+            let capacity = buf.remaining();
             let mut short_read = None;
             let result = self.socket.try_io(Interest::READABLE, || {
-                let n = self.socket.try_read(unfilled)?;
+                let n = self.socket.try_read_buf(&mut *buf)?;
                 if n > 0 && n < capacity {
                     short_read = Some(n);
                     return Err(io::ErrorKind::WouldBlock.into());
@@ -147,11 +133,8 @@ impl ClientIo {
                 Ok(n)
             });
             match (result, short_read) {
-                (_, Some(n)) | (Ok(n), None) => {
-                    self.read_size.record(n, capacity);
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
+                // `try_read_buf` has advanced `buf` past the bytes read.
+                (_, Some(_)) | (Ok(_), None) => return Poll::Ready(Ok(())),
                 (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 (Err(e), None) => return Poll::Ready(Err(e)),
             }
@@ -243,28 +226,5 @@ impl AsyncWrite for ClientIo {
                 Poll::Ready(_) => return Poll::Ready(Ok(())),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_read_asks_for_what_recent_reads_delivered() {
-        let mut cap = ReadSize::new(FIRST_READ_CAP, crate::server::READ_BUFFER);
-        // Small requests keep it small: only 4 KiB of hyper's buffer is zeroed per read.
-        cap.record(300, cap.get());
-        assert_eq!(cap.get(), FIRST_READ_CAP);
-        // A body arriving fast doubles it up to hyper's largest buffer.
-        for expected in [8 << 10, 16 << 10, 32 << 10, 64 << 10, 64 << 10] {
-            cap.record(cap.get(), cap.get());
-            assert_eq!(cap.get(), expected);
-        }
-        // Reads that come back small bring it down again, not below the first size.
-        for _ in 0..10 {
-            cap.record(100, cap.get());
-        }
-        assert_eq!(cap.get(), FIRST_READ_CAP);
     }
 }

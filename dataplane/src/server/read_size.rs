@@ -1,6 +1,7 @@
-//! The size of the next read from a client socket, adapted to what the socket delivers: doubled while reads fill it,
+//! The size of the next read from a socket, adapted to what the socket delivers: doubled while reads fill it,
 //! halved when they come back under a quarter of it, within bounds. Used for the reads past hyper of a large body
-//! ([`super::DirectBody`]) and for how much of hyper's own buffer a read may fill (module `server::client_io`).
+//! ([`super::DirectBody`]) and for the reads of Holdfast's own upstream connections (`upstream::plain_conn`), where
+//! it decides how much buffer a read reserves.
 
 /// The next read's size and its bounds.
 #[derive(Debug, Clone, Copy)]
