@@ -218,10 +218,12 @@ async fn delivered(
             }
         }
     };
+    // Pinned once, before either use: awaiting it by value in one branch and pinned in the other would give it two
+    // places in this future's state, and every request's future is moved into its box as a whole.
+    tokio::pin!(delivery);
     if phase == While::Streaming {
         return delivery.await;
     }
-    tokio::pin!(delivery);
     tokio::select! {
         answer = &mut delivery => answer,
         signal = conn.client_signal() => match client_left(signal, policy.half_close, &route.backend) {
