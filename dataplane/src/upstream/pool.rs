@@ -61,6 +61,8 @@ struct IdlePlain {
 struct IdleLists {
     hyper: HashMap<(ThreadId, SocketAddr), Vec<Idle>>,
     plain: HashMap<(ThreadId, SocketAddr), Vec<IdlePlain>>,
+    /// When the plain lists were last swept of expired connections (`None`: never).
+    swept: Option<Instant>,
 }
 
 /// Threads get shards in turn; more threads than shards share them (still correct, keyed by thread).
@@ -138,13 +140,29 @@ impl Pool {
     pub fn put_back_plain(&self, conn: PlainConnection) {
         let home = this_thread();
         let mut idle = self.lock(home.shard);
+        let now = Instant::now();
+        if idle.swept.is_none_or(|swept| now.duration_since(swept) >= self.idle_timeout) {
+            idle.swept = Some(now);
+            self.sweep_plain(&mut idle, now);
+        }
         let conns = idle.plain.entry((home.thread, conn.addr)).or_default();
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
             conns.retain(|c| c.since.elapsed() < self.idle_timeout);
         }
         if conns.len() < MAX_IDLE_PER_ENDPOINT {
-            conns.push(IdlePlain { conn, since: Instant::now() });
+            conns.push(IdlePlain { conn, since: now });
         }
+    }
+
+    /// Closes the expired plain connections of a shard and forgets endpoints left without any. Nothing reads an
+    /// idle plain socket, so one the upstream has closed stays open on this side (`CLOSE_WAIT`) until it is dropped
+    /// here or at checkout — and an endpoint that is gone (a deleted pod) is never checked out again. Run from
+    /// `put_back_plain` at most once per idle timeout, so that any traffic on a worker sweeps its lists.
+    fn sweep_plain(&self, idle: &mut IdleLists, now: Instant) {
+        idle.plain.retain(|_, conns| {
+            conns.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+            !conns.is_empty()
+        });
     }
 
     /// A new connection, within `timeout`.
@@ -211,4 +229,32 @@ async fn connect_stream(addr: SocketAddr, timeout: Duration) -> Result<TcpStream
     };
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn an_expired_idle_plain_connection_is_closed_by_the_next_release_on_its_thread() {
+        let pool = Pool::new(Duration::from_millis(100));
+        // An endpoint that no request uses again (a deleted pod), and one that keeps serving.
+        let (gone, busy) =
+            (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let conn = pool.connect_plain(gone.local_addr().unwrap(), Duration::from_secs(1)).await.unwrap();
+        let (mut upstream_side, _) = gone.accept().await.unwrap();
+        pool.put_back_plain(conn);
+        let mut byte = [0u8; 1];
+        let open = upstream_side.try_read(&mut byte);
+        assert!(matches!(open, Err(ref e) if e.kind() == ErrorKind::WouldBlock), "kept while young: {open:?}");
+
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let other = pool.connect_plain(busy.local_addr().unwrap(), Duration::from_secs(1)).await.unwrap();
+        pool.put_back_plain(other);
+        let read = tokio::time::timeout(Duration::from_secs(2), upstream_side.read(&mut byte)).await;
+        assert_eq!(read.expect("the idle connection was not closed").unwrap(), 0);
+        assert!(pool.checkout_plain(gone.local_addr().unwrap()).is_none());
+    }
 }
