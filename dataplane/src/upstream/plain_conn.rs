@@ -26,8 +26,6 @@ const MAX_IDLE_BUFFER: usize = 64 * 1024;
 pub struct PlainConnection {
     stream: TcpStream,
     pub addr: SocketAddr,
-    /// Came from the pool rather than a new connect: a failure on it may only mean the upstream closed it.
-    pub reused: bool,
     /// Bytes read and not yet consumed.
     pub read_buf: BytesMut,
     /// The request head being sent; kept between requests for its capacity.
@@ -40,25 +38,22 @@ impl PlainConnection {
         PlainConnection {
             stream,
             addr,
-            reused: false,
             read_buf: BytesMut::new(),
             write_buf: Vec::new(),
             next_read: ReadSize::new(FIRST_READ, MAX_READ),
         }
     }
 
-    /// The same connection, marked as taken from the pool.
-    pub fn reuse(mut self) -> Self {
-        self.reused = true;
-        self
+    /// Lets go of a read buffer that a large response grew, as the connection goes idle.
+    pub fn shrink_for_idle(&mut self) {
+        if self.read_buf.capacity() > MAX_IDLE_BUFFER {
+            self.read_buf = BytesMut::new();
+        }
     }
 
     /// Whether an idle connection can carry another request: the upstream has neither closed it nor sent anything
     /// unasked. Costs a system call only when the socket was reported readable since its last read.
     pub fn is_idle_and_open(&mut self) -> bool {
-        if self.read_buf.capacity() > MAX_IDLE_BUFFER {
-            self.read_buf = BytesMut::new();
-        }
         // Nothing to wake: this only asks whether readiness is known.
         let mut cx = Context::from_waker(Waker::noop());
         match self.stream.poll_read_ready(&mut cx) {

@@ -124,7 +124,7 @@ impl Pool {
         let conns = idle.plain.get_mut(&(home.thread, addr))?;
         while let Some(mut idle) = conns.pop() {
             if idle.since.elapsed() < self.idle_timeout && idle.conn.is_idle_and_open() {
-                return Some(idle.conn.reuse());
+                return Some(idle.conn);
             }
         }
         None
@@ -137,7 +137,8 @@ impl Pool {
 
     /// Takes back a plain connection whose response was read to its end and which the upstream keeps open. Called on
     /// the thread that opened it: a plain connection is only ever used by requests of that thread's worker.
-    pub fn put_back_plain(&self, conn: PlainConnection) {
+    pub fn put_back_plain(&self, mut conn: PlainConnection) {
+        conn.shrink_for_idle();
         let home = this_thread();
         let mut idle = self.lock(home.shard);
         let now = Instant::now();
