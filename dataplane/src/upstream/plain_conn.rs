@@ -26,6 +26,8 @@ const MAX_IDLE_BUFFER: usize = 64 * 1024;
 pub struct PlainConnection {
     stream: TcpStream,
     pub addr: SocketAddr,
+    /// The thread whose runtime drives the socket's readiness: only that worker's requests may reuse it.
+    pub opened_on: std::thread::ThreadId,
     /// Bytes read and not yet consumed.
     pub read_buf: BytesMut,
     /// The request head being sent; kept between requests for its capacity.
@@ -38,6 +40,7 @@ impl PlainConnection {
         PlainConnection {
             stream,
             addr,
+            opened_on: std::thread::current().id(),
             read_buf: BytesMut::new(),
             write_buf: Vec::new(),
             next_read: ReadSize::new(FIRST_READ, MAX_READ),

@@ -135,11 +135,15 @@ impl Pool {
         Ok(PlainConnection::new(connect_stream(addr, timeout).await?, addr))
     }
 
-    /// Takes back a plain connection whose response was read to its end and which the upstream keeps open. Called on
-    /// the thread that opened it: a plain connection is only ever used by requests of that thread's worker.
+    /// Takes back a plain connection whose response was read to its end and which the upstream keeps open. A
+    /// connection released on another thread than the one that opened it (a response read elsewhere) is closed
+    /// instead: pooled there, every read of it would wake the other worker.
     pub fn put_back_plain(&self, mut conn: PlainConnection) {
-        conn.shrink_for_idle();
         let home = this_thread();
+        if conn.opened_on != home.thread {
+            return;
+        }
+        conn.shrink_for_idle();
         let mut idle = self.lock(home.shard);
         let now = Instant::now();
         if idle.swept.is_none_or(|swept| now.duration_since(swept) >= self.idle_timeout) {
