@@ -88,6 +88,6 @@ fn build_request(head: &RequestHead, body: UpstreamBody) -> Request<UpstreamBody
     request
 }
 
-fn ms(millis: u64) -> Duration {
+pub(super) fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }

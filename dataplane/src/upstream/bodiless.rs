@@ -10,7 +10,7 @@
 //! Requests with a body keep hyper's client ([`super::attempt()`]): it paces, frames and times the body, and
 //! recovers the upstream's early responses. A bodiless request needs none of that.
 
-use super::attempt::{Answer, Delivery};
+use super::attempt::{ms, Answer, Delivery};
 use super::chunked::ChunkedDecoder;
 use super::failure::{Failure, FailureKind};
 use super::plain_body::{BodyFraming, PlainBody};
@@ -23,7 +23,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A response head larger than this is refused (502): nginx's limit is 4–8 KiB by default, hyper's 400 KiB.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -251,8 +250,4 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn ms(millis: u64) -> Duration {
-    Duration::from_millis(millis)
 }
