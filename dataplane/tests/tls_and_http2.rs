@@ -123,6 +123,8 @@ async fn h2c_with_prior_knowledge_and_http1_over_tls_are_served_too() {
     for body in [body, Bytes::from_static(b"again")] {
         let expected = sha256(&body);
         let request = http::Request::post("/up").header("host", "upload.test").body(Full::new(body)).unwrap();
+        // hyper's client takes the next request only once its connection task has seen the last response end.
+        h1.ready().await.unwrap();
         let response = h1.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
         assert!(response.headers().get("connection").is_none(), "TLS connections stay open after a large body");
