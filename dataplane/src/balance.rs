@@ -7,12 +7,16 @@
 //!
 //! Health and in-flight counts are kept per address, outside the snapshot, so that a config push does not forget
 //! that an endpoint was failing or how busy it is.
+//!
+//! Every request picks an endpoint, and nearly always no endpoint has a failure on record. That case takes no lock,
+//! reads no clock and hashes nothing: each backend keeps its candidates' shared counters at hand once looked up, and
+//! the book counts its entries with a backoff, so that a pick sees at a glance that every candidate is available.
 
 use holdfast_snapshot::{Backend, Balance};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -28,6 +32,9 @@ pub struct BackendState {
     endpoints: Vec<EndpointInfo>,
     /// The endpoints a request may use, worked out once per snapshot rather than per request.
     candidates: Vec<SocketAddr>,
+    /// Each candidate's entry in the health book, looked up (under the book's lock) by the first pick that needs it.
+    /// The book keeps an entry as long as a snapshot names its address, so this is the same one the book holds.
+    shared: Vec<OnceLock<Arc<Shared>>>,
     balance: Balance,
     next: AtomicUsize,
 }
@@ -60,6 +67,7 @@ impl BackendState {
         BackendState {
             name: name.to_string(),
             endpoints,
+            shared: candidates.iter().map(|_| OnceLock::new()).collect(),
             candidates,
             balance: backend.balance,
             next: AtomicUsize::new(0),
@@ -105,12 +113,19 @@ struct Shared {
 #[derive(Debug, Default)]
 pub struct Health {
     book: Mutex<HashMap<SocketAddr, EndpointHealth>>,
+    /// How many entries of the book have a backoff (`retry_at`); changed only under the book's lock.
+    backing_off: AtomicUsize,
 }
 
 /// Counts one attempt against an endpoint while it lives.
 pub struct InFlight(Arc<Shared>);
 
 impl InFlight {
+    fn start(shared: Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(shared)
+    }
+
     /// Whether the endpoint has failures on record, which a success would clear.
     pub fn endpoint_failing(&self) -> bool {
         self.0.failing.load(Ordering::Acquire)
@@ -130,6 +145,9 @@ impl Health {
         let candidates = &backend.candidates;
         if candidates.is_empty() {
             return Pick::NoCandidate;
+        }
+        if self.backing_off.load(Ordering::Acquire) == 0 {
+            return self.pick_all_available(backend);
         }
         let now = Instant::now();
         let mut book = self.lock();
@@ -152,8 +170,29 @@ impl Health {
         // `count > 0` and the book is locked, so the position exists; the fallback only keeps this panic-free.
         let chosen = *chosen.unwrap_or(&candidates[0]);
         let shared = book.entry(chosen).or_default().shared.clone();
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        Pick::Endpoint(chosen, InFlight(shared))
+        Pick::Endpoint(chosen, InFlight::start(shared))
+    }
+
+    /// [`Health::pick`] when no endpoint has a backoff: every candidate is available.
+    fn pick_all_available(&self, backend: &BackendState) -> Pick {
+        let candidates = &backend.candidates;
+        let turn = backend.next.fetch_add(1, Ordering::Relaxed);
+        let index = match backend.balance {
+            Balance::RoundRobin => turn % candidates.len(),
+            Balance::LeastInFlight => {
+                let load = |i: usize| self.shared(backend, i).in_flight.load(Ordering::Acquire);
+                let least = (0..candidates.len()).map(load).min().unwrap_or(0);
+                let tied = || (0..candidates.len()).filter(|&i| load(i) == least);
+                // A load may change between the two passes; then the first candidate stands in.
+                tied().nth(turn % tied().count().max(1)).unwrap_or(0)
+            }
+        };
+        Pick::Endpoint(candidates[index], InFlight::start(self.shared(backend, index).clone()))
+    }
+
+    /// The book's entry for the backend's `index`th candidate, looked up once per snapshot.
+    fn shared<'a>(&self, backend: &'a BackendState, index: usize) -> &'a Arc<Shared> {
+        backend.shared[index].get_or_init(|| self.lock().entry(backend.candidates[index]).or_default().shared.clone())
     }
 
     /// Sets an endpoint aside after a failed connect or a reset.
@@ -163,7 +202,9 @@ impl Health {
         health.failures = health.failures.saturating_add(1);
         health.shared.failing.store(true, Ordering::Release);
         let backoff = FIRST_BACKOFF.saturating_mul(1 << health.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
-        health.retry_at = Some(Instant::now() + backoff);
+        if health.retry_at.replace(Instant::now() + backoff).is_none() {
+            self.backing_off.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Forgets past failures of an endpoint that answered. Callers may skip it when
@@ -171,14 +212,22 @@ impl Health {
     pub fn record_success(&self, addr: SocketAddr) {
         if let Some(health) = self.lock().get_mut(&addr) {
             health.failures = 0;
-            health.retry_at = None;
+            if health.retry_at.take().is_some() {
+                self.backing_off.fetch_sub(1, Ordering::AcqRel);
+            }
             health.shared.failing.store(false, Ordering::Release);
         }
     }
 
     /// Drops what is known about addresses that no snapshot mentions any more (and that nothing is using).
     pub fn retain(&self, present: impl Fn(&SocketAddr) -> bool) {
-        self.lock().retain(|addr, h| present(addr) || h.shared.in_flight.load(Ordering::Acquire) > 0);
+        self.lock().retain(|addr, h| {
+            let keep = present(addr) || h.shared.in_flight.load(Ordering::Acquire) > 0;
+            if !keep && h.retry_at.is_some() {
+                self.backing_off.fetch_sub(1, Ordering::AcqRel);
+            }
+            keep
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, EndpointHealth>> {
@@ -291,5 +340,30 @@ mod tests {
         health.record_success(addr);
         health.record_failure(addr);
         assert!(matches!(health.pick(&b), Pick::RetryAt(at) if at - Instant::now() == FIRST_BACKOFF));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lock_free_pick_is_used_only_while_no_endpoint_backs_off() {
+        let b = backend(Balance::RoundRobin, &[(1, true, true, false), (2, true, true, false)]);
+        let health = Health::default();
+        let (one, two): (SocketAddr, SocketAddr) = ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+        let backing_off = || health.backing_off.load(Ordering::Acquire);
+        assert_eq!([port(health.pick(&b)), port(health.pick(&b))], [1, 2]);
+        health.record_failure(one);
+        health.record_failure(one);
+        assert_eq!(backing_off(), 1, "one endpoint backs off, however often it failed");
+        assert_eq!([port(health.pick(&b)), port(health.pick(&b))], [2, 2], "the failing endpoint is skipped");
+        health.record_success(one);
+        assert_eq!(backing_off(), 0);
+        assert_eq!([port(health.pick(&b)), port(health.pick(&b))], [1, 2]);
+        health.record_failure(two);
+        health.retain(|addr| *addr != two);
+        assert_eq!(backing_off(), 0, "an entry forgotten with its backoff no longer counts");
+        let in_use = health.pick(&b);
+        assert_eq!(port_of(&in_use), 1);
+        health.record_failure(one);
+        health.retain(|_| false);
+        assert_eq!(backing_off(), 1, "an entry in use is kept, with its backoff");
+        drop(in_use);
     }
 }
