@@ -11,6 +11,7 @@
 
 mod client_io;
 mod direct_body;
+mod graceful;
 mod read_size;
 mod share;
 mod workers;
@@ -23,9 +24,9 @@ pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 use crate::forward::ClientInfo;
 use crate::Dataplane;
 use client_io::ClientIo;
+use graceful::{Graceful, Watcher};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ async fn serve_listener(
         .max_buf_size(READ_BUFFER);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let graceful = Graceful::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -177,6 +178,6 @@ impl Connection {
             Box::pin(crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request))
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
-        watcher.watch(connection).await.map_err(|e| e.to_string())
+        watcher.watch(connection, |connection| connection.graceful_shutdown()).await.map_err(|e| e.to_string())
     }
 }
