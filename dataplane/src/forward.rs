@@ -36,12 +36,99 @@ impl ClientInfo {
 }
 
 /// The request line and headers sent upstream; cloned for each attempt.
+///
+/// The fields Holdfast sets are kept apart from the client's ([`Added`]) and joined when the head is sent: a small
+/// GET then costs no hashed insert into the client's header map, and a plain connection writes them straight out.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: Method,
     /// Origin form: path and query only.
     pub uri: Uri,
+    /// The client's end-to-end fields, without any of the fields in `added`.
     pub headers: HeaderMap,
+    pub added: Added,
+}
+
+/// The fields Holdfast sets on the upstream request, each replacing any the client sent.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// `Host`, when it is not the client's own `Host` field (HTTP/2's `:authority`, an absolute-form target).
+    host: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    forwarded_for: Option<HeaderValue>,
+    forwarded_proto: &'static str,
+    request_id: HeaderValue,
+    /// The exact body length when known; `None` lets hyper chunk the body.
+    pub content_length: Option<u64>,
+    /// 1-based; attempts after the first carry `X-Holdfast-Attempt`.
+    attempt: u32,
+}
+
+impl Added {
+    /// The fields other than `Host`, in the order they are sent, as `(name, value)`.
+    fn each(&self, mut field: impl FnMut(&HeaderName, &[u8])) {
+        if let Some(len) = self.content_length {
+            field(&header::CONTENT_LENGTH, itoa_u64(len, &mut [0; 20]));
+        }
+        if let Some(host) = &self.forwarded_host {
+            field(&X_FORWARDED_HOST, host.as_bytes());
+        }
+        if let Some(ips) = &self.forwarded_for {
+            field(&X_FORWARDED_FOR, ips.as_bytes());
+        }
+        field(&X_FORWARDED_PROTO, self.forwarded_proto.as_bytes());
+        field(&REQUEST_ID, self.request_id.as_bytes());
+        if self.attempt > 1 {
+            field(&ATTEMPT, itoa_u64(self.attempt.into(), &mut [0; 20]));
+        }
+    }
+}
+
+/// `n` in decimal, in the tail of `buf`.
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+impl RequestHead {
+    /// Every field to send: the client's and Holdfast's (for hyper's client, which takes a header map).
+    pub fn upstream_headers(&self) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        if let Some(host) = &self.added.host {
+            headers.insert(header::HOST, host.clone());
+        }
+        self.added.each(|name, value| {
+            // Every added value came from a header value, a number or a scheme: all valid.
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name.clone(), value);
+            }
+        });
+        headers
+    }
+
+    /// Writes every field as `name: value\r\n`: `Host` first (RFC 9112 §3.2), then the client's, then Holdfast's.
+    pub fn encode_fields(&self, out: &mut Vec<u8>) {
+        let mut field = |name: &HeaderName, value: &[u8]| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        if let Some(host) = &self.added.host {
+            field(&header::HOST, host.as_bytes());
+        }
+        for (name, value) in &self.headers {
+            field(name, value.as_bytes());
+        }
+        self.added.each(field);
+    }
 }
 
 /// The client's `X-Request-Id`, or a new one.
@@ -99,43 +186,52 @@ pub fn upstream_head(
 ) -> RequestHead {
     let Parts { method, uri, mut headers, .. } = parts;
     // The same host that routing used: HTTP/2's `:authority` (or an absolute-form target), else `Host`.
-    let host = match uri.authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(),
+    let (host, forwarded_host) = match uri.authority() {
+        Some(authority) => {
+            let host = HeaderValue::from_str(authority.as_str()).ok();
+            (host.clone(), host)
+        }
+        None => (None, headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned()),
     };
-    remove_hop_by_hop(&mut headers);
-    headers.remove(header::EXPECT);
-    headers.remove(header::CONTENT_LENGTH);
-    if let Some(len) = body_len {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    if let Some(host) = host {
-        headers.insert(header::HOST, host.clone());
-        headers.insert(X_FORWARDED_HOST, host);
-    }
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
         None => Some(client.ip.clone()),
     };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
+    remove_hop_by_hop(&mut headers);
+    // Most requests carry none of the fields Holdfast replaces: one pass over the names spares the hashed removals.
+    if headers.keys().any(|name| REPLACED.contains(name)) {
+        for name in &REPLACED {
+            headers.remove(name);
+        }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
-    headers.insert(REQUEST_ID, request_id.clone());
+    if host.is_some() {
+        headers.remove(header::HOST);
+    }
     // An origin-form target (every HTTP/1 request to a server) is already what the upstream must see.
     let uri = if uri.scheme().is_none() && uri.authority().is_none() {
         uri
     } else {
         uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
     };
-    RequestHead { method, uri, headers }
+    let added = Added {
+        host,
+        forwarded_host,
+        forwarded_for,
+        forwarded_proto: client.scheme,
+        request_id: request_id.clone(),
+        content_length: body_len,
+        attempt: 1,
+    };
+    RequestHead { method, uri, headers, added }
 }
+
+/// The client's fields that Holdfast removes or sets itself (`Host` only when it comes from elsewhere).
+const REPLACED: [HeaderName; 7] =
+    [header::EXPECT, header::CONTENT_LENGTH, X_FORWARDED_HOST, X_FORWARDED_FOR, X_FORWARDED_PROTO, REQUEST_ID, ATTEMPT];
 
 /// Marks the head as attempt `n` (1-based); the first attempt carries no marker.
 pub fn set_attempt(head: &mut RequestHead, n: u32) {
-    if n > 1 {
-        head.headers.insert(ATTEMPT, HeaderValue::from(n));
-    }
+    head.added.attempt = n;
 }
 
 /// The hop-by-hop fields every message loses; the fields named in `Connection` go too.
@@ -190,7 +286,7 @@ mod tests {
         );
         let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), "http");
         let head = upstream_head(p, &client, &HeaderValue::from_static("rid"), Some(42));
-        let h = &head.headers;
+        let h = &head.upstream_headers();
         for gone in ["connection", "x-secret-hop", "keep-alive", "transfer-encoding", "te", "expect"] {
             assert!(h.get(gone).is_none(), "{gone} must be removed");
         }
@@ -225,14 +321,75 @@ mod tests {
         assert_eq!(id, "given");
         let client = ClientInfo::new("127.0.0.1:1".parse().unwrap(), "https");
         let mut head = upstream_head(p, &client, &id, None);
-        assert_eq!(head.headers["host"], "h2.example", "HTTP/2 :authority becomes Host");
-        assert!(head.headers.get("content-length").is_none());
+        assert_eq!(head.upstream_headers()["host"], "h2.example", "HTTP/2 :authority becomes Host");
+        assert!(head.upstream_headers().get("content-length").is_none());
         set_attempt(&mut head, 1);
-        assert!(head.headers.get("x-holdfast-attempt").is_none());
+        assert!(head.upstream_headers().get("x-holdfast-attempt").is_none());
         set_attempt(&mut head, 3);
-        assert_eq!(head.headers["x-holdfast-attempt"], "3");
+        assert_eq!(head.upstream_headers()["x-holdfast-attempt"], "3");
         let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
         assert_eq!(a.len(), 32);
         assert_ne!(a, b, "generated ids differ");
+    }
+
+    fn encoded(head: &RequestHead) -> String {
+        let mut out = Vec::new();
+        head.encode_fields(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_plain_connection_gets_the_clients_fields_then_holdfasts() {
+        let p = parts(http::Request::get("/a").header("host", "a.example").header("accept", "*/*").body(()).unwrap());
+        let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), "http");
+        let mut head = upstream_head(p, &client, &HeaderValue::from_static("rid"), Some(0));
+        assert_eq!(
+            encoded(&head),
+            "host: a.example\r\naccept: */*\r\ncontent-length: 0\r\nx-forwarded-host: a.example\r\n\
+             x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\nx-request-id: rid\r\n"
+        );
+        set_attempt(&mut head, 12);
+        assert!(encoded(&head).ends_with("x-request-id: rid\r\nx-holdfast-attempt: 12\r\n"));
+    }
+
+    #[test]
+    fn fields_holdfast_sets_replace_the_clients_on_both_paths() {
+        let p = parts(
+            http::Request::get("https://h2.example/x")
+                .header("host", "spoofed.example")
+                .header("x-forwarded-host", "spoofed.example")
+                .header("x-forwarded-proto", "gopher")
+                .header("x-request-id", "from-client")
+                .header("x-holdfast-attempt", "9")
+                .header("content-length", "5")
+                .body(())
+                .unwrap(),
+        );
+        let client = ClientInfo::new("127.0.0.1:1".parse().unwrap(), "https");
+        let head = upstream_head(p, &client, &HeaderValue::from_static("rid"), None);
+        let text = encoded(&head);
+        assert!(text.starts_with("host: h2.example\r\n"), "Host first, from :authority: {text}");
+        for (name, value) in [
+            ("host", "h2.example"),
+            ("x-forwarded-host", "h2.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "rid"),
+        ] {
+            let lines: Vec<_> = text.lines().filter(|line| line.starts_with(&format!("{name}: "))).collect();
+            assert_eq!(lines, [format!("{name}: {value}")], "{name} once in {text}");
+            let all: Vec<_> = head.upstream_headers().get_all(name).iter().cloned().collect();
+            assert_eq!(all, [value], "{name} through hyper's client");
+        }
+        for gone in ["x-holdfast-attempt", "content-length"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+            assert!(head.upstream_headers().get(gone).is_none(), "{gone} through hyper's client");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 4_294_967_296, u64::MAX] {
+            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
     }
 }

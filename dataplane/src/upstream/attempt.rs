@@ -52,8 +52,7 @@ pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>
 
 async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
     let clock = Arc::new(AttemptClock::new(matches!(delivery.body, BodySource::Empty)));
-    let declared = delivery.head.headers.get(http::header::CONTENT_LENGTH);
-    let len = declared.and_then(|v| v.to_str().ok()?.parse().ok());
+    let len = delivery.head.added.content_length;
     let body = delivery
         .body
         .open(clock.clone(), len)
@@ -84,7 +83,7 @@ fn build_request(head: &RequestHead, body: UpstreamBody) -> Request<UpstreamBody
     let mut request = Request::new(body);
     *request.method_mut() = head.method.clone();
     *request.uri_mut() = head.uri.clone();
-    *request.headers_mut() = head.headers.clone();
+    *request.headers_mut() = head.upstream_headers();
     request
 }
 

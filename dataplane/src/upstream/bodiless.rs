@@ -87,12 +87,7 @@ fn encode_head(head: &RequestHead, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &head.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    head.encode_fields(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -176,7 +171,8 @@ fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<
     let reason = parsed.reason.map(|r| span(r.as_bytes())).filter(|_| status.canonical_reason() != parsed.reason);
     let head: Bytes = conn.read_buf.split_to(len).freeze();
     let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
-    let mut headers = HeaderMap::with_capacity(count);
+    // One more than parsed: the client's copy gets `X-Request-Id` (proxy.rs) without the map growing.
+    let mut headers = HeaderMap::with_capacity(count + 1);
     for &(name, value) in &spans[..count] {
         let name = HeaderName::from_bytes(&slice(name)).map_err(|_| protocol("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(slice(value)).map_err(|_| protocol("invalid header value"))?;
