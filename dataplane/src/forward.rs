@@ -52,9 +52,10 @@ pub struct RequestHead {
 /// The fields Holdfast sets on the upstream request, each replacing any the client sent.
 #[derive(Debug, Clone)]
 pub struct Added {
-    /// `Host`, when it is not the client's own `Host` field (HTTP/2's `:authority`, an absolute-form target).
+    /// The host routing used, sent as `X-Forwarded-Host`; also as `Host` when `replaces_host`.
     host: Option<HeaderValue>,
-    forwarded_host: Option<HeaderValue>,
+    /// The host is not the client's own `Host` field (HTTP/2's `:authority`, an absolute-form target).
+    replaces_host: bool,
     forwarded_for: Option<HeaderValue>,
     forwarded_proto: &'static str,
     request_id: HeaderValue,
@@ -70,7 +71,7 @@ impl Added {
         if let Some(len) = self.content_length {
             field(&header::CONTENT_LENGTH, itoa_u64(len, &mut [0; 20]));
         }
-        if let Some(host) = &self.forwarded_host {
+        if let Some(host) = &self.host {
             field(&X_FORWARDED_HOST, host.as_bytes());
         }
         if let Some(ips) = &self.forwarded_for {
@@ -101,7 +102,7 @@ impl RequestHead {
     /// Every field to send: the client's and Holdfast's (for hyper's client, which takes a header map).
     pub fn upstream_headers(&self) -> HeaderMap {
         let mut headers = self.headers.clone();
-        if let Some(host) = &self.added.host {
+        if let Some(host) = self.added.host.as_ref().filter(|_| self.added.replaces_host) {
             headers.insert(header::HOST, host.clone());
         }
         self.added.each(|name, value| {
@@ -121,7 +122,7 @@ impl RequestHead {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         };
-        if let Some(host) = &self.added.host {
+        if let Some(host) = self.added.host.as_ref().filter(|_| self.added.replaces_host) {
             field(&header::HOST, host.as_bytes());
         }
         for (name, value) in &self.headers {
@@ -186,12 +187,9 @@ pub fn upstream_head(
 ) -> RequestHead {
     let Parts { method, uri, mut headers, .. } = parts;
     // The same host that routing used: HTTP/2's `:authority` (or an absolute-form target), else `Host`.
-    let (host, forwarded_host) = match uri.authority() {
-        Some(authority) => {
-            let host = HeaderValue::from_str(authority.as_str()).ok();
-            (host.clone(), host)
-        }
-        None => (None, headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned()),
+    let (host, replaces_host) = match uri.authority() {
+        Some(authority) => (HeaderValue::from_str(authority.as_str()).ok(), true),
+        None => (headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(), false),
     };
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
@@ -204,7 +202,7 @@ pub fn upstream_head(
             headers.remove(name);
         }
     }
-    if host.is_some() {
+    if replaces_host && host.is_some() {
         headers.remove(header::HOST);
     }
     // An origin-form target (every HTTP/1 request to a server) is already what the upstream must see.
@@ -215,7 +213,7 @@ pub fn upstream_head(
     };
     let added = Added {
         host,
-        forwarded_host,
+        replaces_host,
         forwarded_for,
         forwarded_proto: client.scheme,
         request_id: request_id.clone(),

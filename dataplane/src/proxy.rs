@@ -33,17 +33,17 @@ pub async fn handle(
     // Kept for the log line of a failed request; cloning a `Uri` shares its bytes rather than copying them.
     let (method, uri, version) = (request.method().clone(), request.uri().clone(), request.version());
     let served = conn.count_request();
-    let (result, policy) = match find_route(&dp, &request) {
-        Ok(route) if route.redirect_https && client.scheme == "http" => (Ok(redirect_to_https(&request)), None),
-        Ok(route) => (proxy(&dp, &client, &conn, &route, request, &request_id).await, Some(route.policy.clone())),
-        Err(no_route) => (Err(no_route), None),
+    let failed = |error: ProxyError, policy: Option<&Policy>| {
+        tracing::warn!(%error, %method, path = uri.path(), request_id = ?request_id, "request failed");
+        error.into_response(&request_id, policy)
     };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(%error, %method, path = uri.path(), request_id = ?request_id, "request failed");
-            error.into_response(&request_id, policy.as_deref())
-        }
+    let mut response = match find_route(&dp, &request) {
+        Ok(route) if route.redirect_https && client.scheme == "http" => redirect_to_https(&request),
+        Ok(route) => match proxy(&dp, &client, &conn, &route, request, &request_id).await {
+            Ok(response) => response,
+            Err(error) => failed(error, Some(&route.policy)),
+        },
+        Err(no_route) => failed(no_route, None),
     };
     if conn.body_taken() {
         // The body was read past hyper (`DirectBody`), which therefore cannot read the next request.
