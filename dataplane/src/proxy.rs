@@ -6,7 +6,7 @@ use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Direct, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
-use crate::server::{ClientSignal, ConnState};
+use crate::server::{ClientSignal, ConnState, ResponseInFlight};
 use crate::spool::Spool;
 use crate::state::Active;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
@@ -33,13 +33,18 @@ pub async fn handle(
     // Kept for the log line of a failed request; cloning a `Uri` shares its bytes rather than copying them.
     let (method, uri, version) = (request.method().clone(), request.uri().clone(), request.version());
     let served = conn.count_request();
+    // Held until the response body has been sent: meanwhile the header read timeout leaves the connection alone.
+    let in_flight = conn.response_started();
+    if version == Version::HTTP_2 {
+        conn.mark_http2();
+    }
     let failed = |error: ProxyError, policy: Option<&Policy>| {
         tracing::warn!(%error, %method, path = uri.path(), request_id = ?request_id, "request failed");
         error.into_response(&request_id, policy)
     };
     let mut response = match find_route(&dp, &request) {
         Ok(route) if route.redirect_https && client.scheme == "http" => redirect_to_https(&request),
-        Ok(route) => match proxy(&dp, &client, &conn, &route, request, &request_id).await {
+        Ok(route) => match proxy(&dp, &client, &conn, &route, request, &request_id, in_flight).await {
             Ok(response) => response,
             Err(error) => failed(error, Some(&route.policy)),
         },
@@ -67,6 +72,7 @@ async fn proxy(
     route: &Matched,
     request: Request<Incoming>,
     request_id: &HeaderValue,
+    in_flight: ResponseInFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let policy = &route.policy;
     // Refuse a declared length over the limit before a byte of the body is read (and before `100 Continue`).
@@ -120,7 +126,7 @@ async fn proxy(
         }
     };
     let (answer, body_complete) = answer?;
-    let mut response = into_client_response(dp, answer, policy, request_id);
+    let mut response = into_client_response(dp, answer, policy, request_id, in_flight);
     if !body_complete {
         // An early response: the rest of the body will not be read, so this connection cannot carry another request.
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -315,6 +321,7 @@ fn into_client_response(
     answer: Answer,
     policy: &Policy,
     request_id: &HeaderValue,
+    in_flight: ResponseInFlight,
 ) -> Response<ProxyBody> {
     let Answer { response, connection } = answer;
     if let Some(connection) = connection {
@@ -327,6 +334,8 @@ fn into_client_response(
     let bytes_out = dp.metrics.bytes_out.clone();
     let body = IdleTimeoutBody::new(body, Duration::from_millis(policy.timeouts.upstream_read_ms))
         .map_frame(move |frame| {
+            // Dropped with the body, once hyper has sent it or given up on it.
+            let _ = &in_flight;
             if let Some(data) = frame.data_ref() {
                 bytes_out.inc_by(data.len() as u64);
             }

@@ -46,6 +46,10 @@ pub struct ConnState {
     socket: Arc<TcpStream>,
     linger: AtomicBool,
     requests: AtomicU32,
+    /// Responses whose body is still being sent, and responses finished: what the header read timeout watches.
+    responses_open: AtomicU32,
+    responses_done: AtomicU32,
+    http2: AtomicBool,
     /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it), or when
     /// bodies are never read past hyper.
     direct_body: Option<DirectBody>,
@@ -56,7 +60,15 @@ impl ConnState {
     /// does not read this socket itself (TLS) or when that is turned off.
     pub fn new(socket: Arc<TcpStream>, direct_min: Option<u64>) -> Self {
         let direct_body = direct_min.map(|min_len| DirectBody::new(socket.clone(), min_len));
-        ConnState { socket, linger: AtomicBool::new(false), requests: AtomicU32::new(0), direct_body }
+        ConnState {
+            socket,
+            linger: AtomicBool::new(false),
+            requests: AtomicU32::new(0),
+            responses_open: AtomicU32::new(0),
+            responses_done: AtomicU32::new(0),
+            http2: AtomicBool::new(false),
+            direct_body,
+        }
     }
 
     /// Reading a body of `len` declared bytes past hyper, when this connection does that for such a body.
@@ -79,6 +91,31 @@ impl ConnState {
         self.requests.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    /// A response is on its way, until the guard (held by its body) is dropped.
+    pub fn response_started(self: &Arc<Self>) -> ResponseInFlight {
+        self.responses_open.fetch_add(1, Ordering::AcqRel);
+        ResponseInFlight(self.clone())
+    }
+
+    /// Changes whenever a request head arrives or a response finishes.
+    pub(super) fn activity(&self) -> u32 {
+        self.requests.load(Ordering::Acquire).wrapping_add(self.responses_done.load(Ordering::Acquire))
+    }
+
+    /// A response is being sent, or the connection is closing after one (lingering has its own bounds).
+    pub(super) fn busy(&self) -> bool {
+        self.responses_open.load(Ordering::Acquire) > 0 || self.linger.load(Ordering::Acquire)
+    }
+
+    /// The connection carries HTTP/2 (seen on its first request).
+    pub fn mark_http2(&self) {
+        self.http2.store(true, Ordering::Release);
+    }
+
+    pub(super) fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Acquire)
+    }
+
     /// Resolves when the client half-closes, closes or resets. Call it only once the request body has been read:
     /// bytes waiting on the socket (a pipelined request) mean the client is still there, and the watch ends
     /// without resolving.
@@ -89,6 +126,17 @@ impl ConnState {
             Ok(_) => std::future::pending().await,
             Err(_) => ClientSignal::Gone,
         }
+    }
+}
+
+/// Counts a response as being sent while it lives: held by the request's future, then by its response body.
+#[derive(Debug)]
+pub struct ResponseInFlight(Arc<ConnState>);
+
+impl Drop for ResponseInFlight {
+    fn drop(&mut self) {
+        self.0.responses_done.fetch_add(1, Ordering::AcqRel);
+        self.0.responses_open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

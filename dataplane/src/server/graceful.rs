@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Default)]
@@ -60,7 +61,13 @@ impl Graceful {
 
 impl Watcher {
     /// Runs `connection` to its end; once the listener's shutdown begins, `finish` asks it (once) to finish and close.
-    pub async fn watch<C: Future>(self, connection: C, finish: impl FnOnce(Pin<&mut C>)) -> C::Output {
+    /// `expired` is asked on every poll whether the connection is to be dropped at once; then `None` is returned.
+    pub async fn watch<C: Future>(
+        self,
+        connection: C,
+        finish: impl FnOnce(Pin<&mut C>),
+        mut expired: impl FnMut(&mut std::task::Context<'_>) -> bool,
+    ) -> Option<C::Output> {
         let Watcher { signal, _open } = self;
         let mut connection = pin!(connection);
         // Created before the flag is first read: `notify_waiters` wakes every `Notified` that exists by then.
@@ -79,7 +86,10 @@ impl Watcher {
                     }
                 }
             }
-            connection.as_mut().poll(cx)
+            if expired(cx) {
+                return Poll::Ready(None);
+            }
+            connection.as_mut().poll(cx).map(Some)
         })
         .await
     }
@@ -89,7 +99,7 @@ impl Watcher {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::task::{Context, Poll};
+    use std::task::Context;
     use std::time::Duration;
 
     /// A connection that finishes only once asked to, and counts how often it was asked.
@@ -123,7 +133,7 @@ mod tests {
             let total = asked.clone();
             let watcher = graceful.watcher();
             tasks.push(tokio::spawn(async move {
-                watcher.watch(connection, ask).await;
+                watcher.watch(connection, ask, |_| false).await;
                 total.fetch_add(counter.load(Ordering::Acquire), Ordering::AcqRel);
             }));
         }
@@ -144,7 +154,32 @@ mod tests {
         graceful.signal.notify.notify_waiters();
         let connection = UntilAsked { asked: Arc::new(AtomicUsize::new(0)) };
         let asked = connection.asked.clone();
-        tokio::time::timeout(Duration::from_secs(5), late.watch(connection, ask)).await.expect("asked to finish");
+        tokio::time::timeout(Duration::from_secs(5), late.watch(connection, ask, |_| false))
+            .await
+            .expect("asked to finish");
         assert_eq!(asked.load(Ordering::Acquire), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_connection_is_dropped_without_being_asked_to_finish() {
+        let graceful = Graceful::default();
+        let connection = UntilAsked { asked: Arc::new(AtomicUsize::new(0)) };
+        let asked = connection.asked.clone();
+        let mut polls = 0;
+        let expired = |_: &mut Context<'_>| {
+            polls += 1;
+            polls == 3
+        };
+        let watched = graceful.watcher().watch(connection, ask, expired);
+        let woken = async {
+            // Wakes the watching task twice, so that it is polled a third time.
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let (output, ()) = tokio::join!(watched, woken);
+        assert_eq!(output, None);
+        assert_eq!(asked.load(Ordering::Acquire), 0);
+        assert_eq!(graceful.count(), 0, "its watcher is gone");
     }
 }

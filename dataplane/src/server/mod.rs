@@ -12,11 +12,12 @@
 mod client_io;
 mod direct_body;
 mod graceful;
+mod head_timeout;
 mod read_size;
 mod share;
 mod workers;
 
-pub use client_io::{ClientSignal, ConnState, Lingering};
+pub use client_io::{ClientSignal, ConnState, Lingering, ResponseInFlight};
 pub use direct_body::{first_read_size, DirectBody};
 pub use read_size::ReadSize;
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
@@ -25,6 +26,7 @@ use crate::forward::ClientInfo;
 use crate::Dataplane;
 use client_io::ClientIo;
 use graceful::{Graceful, Watcher};
+use head_timeout::HeadTimeout;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
@@ -67,8 +69,8 @@ async fn serve_listener(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        // The header read timeout is kept per connection instead (`head_timeout`): hyper's costs a timer per request.
+        .header_read_timeout(None)
         .keep_alive(true)
         .half_close(true)
         // hyper's read buffer otherwise grows to ~400 KiB per connection for a fast sender; the body is spooled
@@ -172,12 +174,17 @@ impl Connection {
     {
         let client = ClientInfo::new(self.addr, scheme);
         let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
+        let mut head_timeout = HeadTimeout::new(conn.clone(), self.options.header_read_timeout);
         // Boxed: the request's future is about 10 KB (routing, spooling, replay and their timers, all inline), and
         // hyper moves the future it is given into its dispatcher; a box makes that move a pointer copy.
         let service = hyper::service::service_fn(move |request| {
             Box::pin(crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request))
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
-        watcher.watch(connection, |connection| connection.graceful_shutdown()).await.map_err(|e| e.to_string())
+        let expired = |cx: &mut std::task::Context<'_>| head_timeout.poll_expired(cx);
+        match watcher.watch(connection, |connection| connection.graceful_shutdown(), expired).await {
+            Some(result) => result.map_err(|e| e.to_string()),
+            None => Err(format!("no request head within {:?}", self.options.header_read_timeout)),
+        }
     }
 }

@@ -27,6 +27,15 @@ impl Harness {
 
     /// As [`Harness::start`], closing HTTP/1 connections after `max_requests` requests.
     pub async fn start_with(snapshot: Option<&str>, quota: u64, max_requests: u32) -> Self {
+        Self::start_inner(snapshot, quota, max_requests, Duration::from_secs(10)).await
+    }
+
+    /// As [`Harness::start`], with another header read timeout.
+    pub async fn start_with_header_timeout(snapshot: Option<&str>, header_read_timeout: Duration) -> Self {
+        Self::start_inner(snapshot, 0, 1000, header_read_timeout).await
+    }
+
+    async fn start_inner(snapshot: Option<&str>, quota: u64, max_requests: u32, header_read_timeout: Duration) -> Self {
         let spool = tempfile::tempdir().unwrap();
         let settings = Settings {
             spool_dir: spool.path().to_path_buf(),
@@ -48,7 +57,7 @@ impl Harness {
             let _ = rx.wait_for(|s| *s).await;
         };
         let options = ServeOptions {
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout,
             drain_timeout: Duration::from_secs(5),
             lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
             max_requests_per_connection: max_requests,
