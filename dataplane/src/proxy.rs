@@ -95,7 +95,7 @@ async fn proxy(
     // bodyless GET's too) as large as the largest of them, and each request's future is moved into hyper.
     let answer = if declared == Some(0) {
         let head = head_with(has_length.then_some(0));
-        delivered(dp, conn, route, head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
+        delivered(dp, conn, route, &head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
     } else {
         match policy.mode {
             BodyMode::Buffered => {
@@ -104,7 +104,7 @@ async fn proxy(
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
                 Box::pin(receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics, direct)).await?;
                 let head = head_with(Some(spool.len()));
-                Box::pin(delivered(dp, conn, route, head, BodySource::Spool(spool), While::BodyRead))
+                Box::pin(delivered(dp, conn, route, &head, BodySource::Spool(spool), While::BodyRead))
                     .await
                     .map(|answer| (answer, true))
             }
@@ -112,13 +112,15 @@ async fn proxy(
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, true)?;
                 let sink = Sink::Spool(spool.clone());
                 let source = BodySource::Spool(spool);
-                let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
+                let head = head_with(declared);
+                let delivering = delivered(dp, conn, route, &head, source, While::Streaming);
                 let receiving = receive(body, &sink, limits, &dp.metrics, direct);
                 Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
             }
             BodyMode::Streaming => {
                 let (tx, source) = BodySource::stream();
-                let delivering = delivered(dp, conn, route, head_with(declared), source, While::Streaming);
+                let head = head_with(declared);
+                let delivering = delivered(dp, conn, route, &head, source, While::Streaming);
                 let sink = Sink::Stream(tx);
                 let receiving = receive(body, &sink, limits, &dp.metrics, None);
                 Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
@@ -203,7 +205,9 @@ async fn delivered(
     dp: &Arc<Dataplane>,
     conn: &Arc<ConnState>,
     route: &Matched,
-    head: RequestHead,
+    // By reference: an async fn keeps an owned argument twice in its state (as argument and as local), and every
+    // request's future is copied into its box whole.
+    head: &RequestHead,
     body: BodySource,
     phase: While,
 ) -> Result<Answer, ProxyError> {
@@ -211,7 +215,7 @@ async fn delivered(
     let neighbour = if phase == While::Streaming { dp.workers.neighbour() } else { None };
     let delivery = async {
         match (policy.client_abort, neighbour) {
-            (ClientAbort::Cancel, None) => deliver(dp, &route.snapshot, &route.backend, &head, &body, policy).await,
+            (ClientAbort::Cancel, None) => deliver(dp, &route.snapshot, &route.backend, head, &body, policy).await,
             (ClientAbort::Cancel, Some(neighbour)) => {
                 let task = owned_delivery(dp.clone(), route.clone(), head.clone(), body.clone());
                 let task = dp.drain.spawn_on(&neighbour, task);

@@ -63,8 +63,9 @@ pub async fn deliver(
                 } else {
                     let mut marked = head.clone();
                     set_attempt(&mut marked, reached + 1);
-                    replay_head = marked;
-                    &replay_head
+                    // Boxed: only replays need it, and inline it would be room in every request's future.
+                    replay_head = Box::new(marked);
+                    &*replay_head
                 };
                 let delivery = Delivery { head, body, timeouts: &policy.timeouts };
                 let failure = match attempt(&dp.pool, addr, &delivery).await {
