@@ -40,7 +40,8 @@ pub struct Args {
     /// Idle upstream connections are closed after this long; keep it below the upstreams' keep-alive timeouts.
     #[arg(long, env = "HOLDFAST_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
-    /// Longest a client may take to send a request head.
+    /// Longest a client may take to send a request head, counted from the connection's start or its last response;
+    /// an HTTP/1 connection that sends none is closed between one and one and a half times this after it.
     #[arg(long, env = "HOLDFAST_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// On SIGTERM, how long requests in flight (uploads and their replays) may take to complete.
