@@ -33,7 +33,9 @@ pub struct BackendState {
     /// The endpoints a request may use, worked out once per snapshot rather than per request.
     candidates: Vec<SocketAddr>,
     /// Each candidate's entry in the health book, looked up (under the book's lock) by the first pick that needs it.
-    /// The book keeps an entry as long as a snapshot names its address, so this is the same one the book holds.
+    /// The book keeps an entry while the snapshot in force names its address, so for that snapshot this is the one
+    /// the book holds; a backend of an older snapshot may keep one the book has since dropped, which then counts only
+    /// that snapshot's remaining requests.
     shared: Vec<OnceLock<Arc<Shared>>>,
     balance: Balance,
     next: AtomicUsize,

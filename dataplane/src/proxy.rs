@@ -32,9 +32,9 @@ pub async fn handle(
     let request_id = forward::request_id(request.headers());
     // Kept for the log line of a failed request; cloning a `Uri` shares its bytes rather than copying them.
     let (method, uri, version) = (request.method().clone(), request.uri().clone(), request.version());
-    let served = conn.count_request();
-    // Held until the response body has been sent: meanwhile the header read timeout leaves the connection alone.
-    let in_flight = conn.response_started();
+    // `in_flight` is held until the response body has been sent: meanwhile the header read timeout leaves the
+    // connection alone.
+    let (served, in_flight) = conn.start_request();
     if version == Version::HTTP_2 {
         conn.mark_http2();
     }

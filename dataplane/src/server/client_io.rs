@@ -46,9 +46,9 @@ pub struct ConnState {
     socket: Arc<TcpStream>,
     linger: AtomicBool,
     requests: AtomicU32,
-    /// Responses whose body is still being sent, and responses finished: what the header read timeout watches.
+    /// Responses whose body is still being sent (each request has one): with `requests`, what the header read
+    /// timeout watches.
     responses_open: AtomicU32,
-    responses_done: AtomicU32,
     http2: AtomicBool,
     /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it), or when
     /// bodies are never read past hyper.
@@ -65,7 +65,6 @@ impl ConnState {
             linger: AtomicBool::new(false),
             requests: AtomicU32::new(0),
             responses_open: AtomicU32::new(0),
-            responses_done: AtomicU32::new(0),
             http2: AtomicBool::new(false),
             direct_body,
         }
@@ -86,20 +85,19 @@ impl ConnState {
         self.linger.store(true, Ordering::Release);
     }
 
-    /// Counts a request; returns how many this connection has carried, this one included.
-    pub fn count_request(&self) -> u32 {
-        self.requests.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// A response is on its way, until the guard (held by its body) is dropped.
-    pub fn response_started(self: &Arc<Self>) -> ResponseInFlight {
+    /// Counts a request, whose response is on its way until the guard (held by the response body) is dropped.
+    /// Returns how many requests this connection has carried, this one included.
+    pub fn start_request(self: &Arc<Self>) -> (u32, ResponseInFlight) {
+        let served = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         self.responses_open.fetch_add(1, Ordering::AcqRel);
-        ResponseInFlight(self.clone())
+        (served, ResponseInFlight(self.clone()))
     }
 
-    /// Changes whenever a request head arrives or a response finishes.
+    /// Changes whenever a request head arrives (`requests` + 1, `responses_open` + 1) or a response finishes
+    /// (`responses_open` − 1): twice the requests less the responses still open.
     pub(super) fn activity(&self) -> u32 {
-        self.requests.load(Ordering::Acquire).wrapping_add(self.responses_done.load(Ordering::Acquire))
+        let requests = self.requests.load(Ordering::Acquire);
+        requests.wrapping_mul(2).wrapping_sub(self.responses_open.load(Ordering::Acquire))
     }
 
     /// A response is being sent, or the connection is closing after one (lingering has its own bounds).
@@ -135,7 +133,6 @@ pub struct ResponseInFlight(Arc<ConnState>);
 
 impl Drop for ResponseInFlight {
     fn drop(&mut self) {
-        self.0.responses_done.fetch_add(1, Ordering::AcqRel);
         self.0.responses_open.fetch_sub(1, Ordering::AcqRel);
     }
 }

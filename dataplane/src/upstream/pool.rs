@@ -152,7 +152,7 @@ impl Pool {
         }
         let conns = idle.plain.entry((home.thread, conn.addr)).or_default();
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
-            conns.retain(|c| c.since.elapsed() < self.idle_timeout);
+            conns.retain(|c| now.duration_since(c.since) < self.idle_timeout);
         }
         if conns.len() < MAX_IDLE_PER_ENDPOINT {
             conns.push(IdlePlain { conn, since: now });
