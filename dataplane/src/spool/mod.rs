@@ -18,7 +18,7 @@ mod reader;
 
 pub use pace::LEAD as PACE_LEAD;
 pub use quota::SpoolQuota;
-pub use reader::{ReadError, SpoolReader};
+pub use reader::{Available, ReadError, Segment, SpoolReader};
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -30,6 +30,8 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// Bytes this close to the end of the file are sent with `sendfile`; older ones are read back and written.
+const SENDFILE_RECENT: u64 = 4 * 1024 * 1024;
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
 /// For live readers (Tee mode), the chunks the reader has not taken yet are kept as received, up to this many bytes,
@@ -284,6 +286,29 @@ impl Spool {
         }
         let end = inner.pending.len().min(start + max);
         Ok(Bytes::copy_from_slice(&inner.pending[start..end]))
+    }
+
+    /// Where the bytes at `offset` are: the rest of the file from there (an upstream connection sends them with
+    /// `sendfile`, straight from the page cache), else a copy of the in-memory tail from there, up to `max` bytes;
+    /// `None` when nothing is there yet.
+    fn segment_at(&self, offset: u64, max: usize) -> Option<std::io::Result<Segment>> {
+        let inner = self.lock();
+        if offset < inner.file_len {
+            let file = inner.file.clone().expect("file_len > 0 implies a file");
+            let (file_len, behind) = (inner.file_len, inner.file_len - offset);
+            drop(inner);
+            if behind <= SENDFILE_RECENT {
+                return Some(Ok(Segment::File { file, offset, end: file_len }));
+            }
+            let len = usize::try_from(behind).unwrap_or(usize::MAX).min(max);
+            return Some(read_back(&file, offset, len).map(|bytes| Segment::Memory(bytes.into())));
+        }
+        let start = usize::try_from(offset - inner.file_len).unwrap_or(usize::MAX);
+        if start >= inner.pending.len() {
+            return None;
+        }
+        let end = inner.pending.len().min(start.saturating_add(max));
+        Some(Ok(Segment::Memory(Bytes::copy_from_slice(&inner.pending[start..end]))))
     }
 
     fn subscribe(&self) -> watch::Receiver<Progress> {

@@ -2,6 +2,7 @@
 
 use super::{Progress, Spool};
 use bytes::Bytes;
+use std::fs::File;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -16,6 +17,36 @@ pub enum ReadError {
     Aborted,
     #[error("reading the spool failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Where the next bytes of a spool are, for a reader that can send from a file itself.
+pub enum Segment {
+    /// The spool file's bytes from `offset` to `end`, already written (in the page cache, or on disk).
+    File { file: Arc<File>, offset: u64, end: u64 },
+    /// Bytes not in the file: the whole body while it fits the memory buffer, or the tail of the next write batch.
+    Memory(Bytes),
+}
+
+impl Segment {
+    pub fn len(&self) -> u64 {
+        match self {
+            Segment::File { offset, end, .. } => end - offset,
+            Segment::Memory(bytes) => bytes.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a reader can take now.
+pub enum Available {
+    Segment(Segment),
+    /// The body is complete and the reader is at its end.
+    End,
+    /// The client's next bytes have not come yet.
+    NotYet,
 }
 
 /// A cursor over a spool that waits for bytes still to come.
@@ -53,6 +84,51 @@ impl SpoolReader {
                 }
             }
         }
+    }
+
+    /// Where the next bytes are, without moving past them: the caller says with [`Self::consumed`] how many it
+    /// sent. `None` at the end of a complete body, an error if the body was aborted.
+    pub async fn next_segment(&mut self) -> Result<Option<Segment>, ReadError> {
+        loop {
+            match self.available()? {
+                Available::Segment(segment) => return Ok(Some(segment)),
+                Available::End => return Ok(None),
+                Available::NotYet => {
+                    // The reader holds the spool, and with it the sender: `changed` cannot fail here.
+                    if self.progress.changed().await.is_err() {
+                        return Err(ReadError::Aborted);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::next_segment`] without waiting.
+    pub fn available(&mut self) -> Result<Available, ReadError> {
+        let progress = *self.progress.borrow_and_update();
+        match progress {
+            Progress::Aborted => Err(ReadError::Aborted),
+            Progress::Open { len } | Progress::Complete { len } if self.offset < len => {
+                // The writer never takes bytes back, so what was announced is in the file or the tail.
+                match self.spool.segment_at(self.offset, READ_CHUNK) {
+                    Some(segment) => Ok(Available::Segment(segment?)),
+                    None => Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                }
+            }
+            Progress::Complete { .. } => Ok(Available::End),
+            Progress::Open { .. } => Ok(Available::NotYet),
+        }
+    }
+
+    /// `n` bytes of the segment last returned were sent.
+    pub fn consumed(&mut self, n: u64) {
+        self.offset += n;
+        self.spool.pace.reader_at(self.offset);
+    }
+
+    /// How far the reader has got.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 }
 

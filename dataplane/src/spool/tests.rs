@@ -243,3 +243,47 @@ async fn a_large_spool_file_is_closed_in_the_background_once_the_spool_is_droppe
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), closed).await.expect("the spool file is closed");
 }
+
+/// Reads a spool the way an upstream connection does: file bytes by position (as `sendfile` would), memory as is.
+async fn read_segments(mut reader: SpoolReader) -> (Vec<u8>, Vec<&'static str>) {
+    let (mut out, mut kinds) = (Vec::new(), Vec::new());
+    while let Some(segment) = reader.next_segment().await.unwrap() {
+        let n = segment.len();
+        match segment {
+            Segment::File { file, offset, end } => {
+                let mut buf = vec![0u8; (end - offset) as usize];
+                file.read_exact_at(&mut buf, offset).unwrap();
+                out.extend_from_slice(&buf);
+                kinds.push("file");
+            }
+            Segment::Memory(bytes) => {
+                out.extend_from_slice(&bytes);
+                kinds.push("memory");
+            }
+        }
+        reader.consumed(n);
+    }
+    kinds.dedup();
+    (out, kinds)
+}
+
+#[tokio::test]
+async fn segments_come_from_memory_from_a_read_back_and_from_the_file_as_recent_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = Spool::new(config(dir.path(), 0), 1024, None, false).unwrap();
+    small.append(&Bytes::from_static(b"hello world")).unwrap();
+    small.finish();
+    assert_eq!(read_segments(small.reader()).await, (b"hello world".to_vec(), vec!["memory"]));
+
+    // 5 MiB and a tail that stays in the write batch: the first MiB is older than SENDFILE_RECENT and is read back,
+    // the next 4 MiB are sent from the file, the tail from memory.
+    let body = pattern(5 * 1024 * 1024 + 1000);
+    let large = Spool::new(config(dir.path(), 0), 4096, Some(body.len() as u64), false).unwrap();
+    for chunk in body.chunks(1024 * 1024) {
+        large.append(&Bytes::copy_from_slice(chunk)).unwrap();
+    }
+    large.finish();
+    let (read, kinds) = read_segments(large.reader()).await;
+    assert!(read == body, "the segments hold the body's bytes in order");
+    assert_eq!(kinds, ["memory", "file", "memory"]);
+}

@@ -1,9 +1,11 @@
 //! One attempt: a connection (pooled or new), the request, and the response head, under the send/read timeouts.
+//! Requests without a body or with a spooled body of known length go over a plain socket ([`super::plain`]); the
+//! others through hyper's client, here.
 
-use super::bodiless::attempt_bodiless;
 use super::body::{BodySource, UpstreamBody};
 use super::clock::{AttemptClock, Expired};
 use super::failure::{Failure, FailureKind};
+use super::plain::{attempt_plain, SpooledBody};
 use super::pool::{Connection, Pool};
 use super::response_body::ResponseBody;
 use crate::forward::RequestHead;
@@ -31,8 +33,13 @@ pub struct Answer {
 /// Sends the request to `addr`. A failure on a reused connection before anything came back is retried once on a
 /// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
 pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
-    if matches!(delivery.body, BodySource::Empty) {
-        return attempt_bodiless(pool, addr, delivery).await;
+    match (delivery.body, delivery.head.added.content_length) {
+        (BodySource::Empty, _) => return attempt_plain(pool, addr, delivery, None).await,
+        (BodySource::Spool(spool), Some(len)) => {
+            return attempt_plain(pool, addr, delivery, Some(SpooledBody { spool, len })).await
+        }
+        // A body of unknown length (sent chunked) or one streamed without a spool: hyper's client.
+        _ => {}
     }
     let streaming = matches!(delivery.body, BodySource::Stream(_));
     if !streaming {

@@ -1,4 +1,6 @@
-//! The request body of one upstream attempt.
+//! The request body of one upstream attempt through hyper's client: a body of unknown length (Tee mode with a
+//! chunked client body) or a streamed one. (A spooled body of known length goes over a plain connection instead,
+//! [`super::plain_send`].)
 //!
 //! Bytes reach hyper through a small channel: for a spooled body a feeder task reads the spool from offset 0 (and
 //! follows it live in Tee mode); for a streaming body the task reading the client writes into the channel itself.

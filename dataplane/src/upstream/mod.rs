@@ -1,15 +1,16 @@
 //! Talking to upstream endpoints: connections, one attempt, and how its failure is classified.
 
 mod attempt;
-mod bodiless;
 mod body;
 mod chunked;
 mod clock;
 mod failure;
 mod idle_body;
 mod io;
+mod plain;
 mod plain_body;
 mod plain_conn;
+mod plain_send;
 mod pool;
 mod response_body;
 

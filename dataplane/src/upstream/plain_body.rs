@@ -1,4 +1,4 @@
-//! The body of a response read over a plain connection ([`super::bodiless`]), framed by Content-Length, by the
+//! The body of a response read over a plain connection ([`super::plain`]), framed by Content-Length, by the
 //! chunked coding, or by the end of the connection.
 //!
 //! The body owns the connection while it is read. Once the body has been read to its end, a connection the upstream

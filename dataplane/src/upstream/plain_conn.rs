@@ -9,11 +9,13 @@
 //! instead of making a system call that would block. An idle connection is probed the same way.
 
 use crate::server::ReadSize;
+use crate::spool::Segment;
 use bytes::{BufMut, BytesMut};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// The first read's size; reads double while they fill what they asked for.
@@ -22,6 +24,18 @@ const FIRST_READ: usize = 8 * 1024;
 const MAX_READ: usize = 256 * 1024;
 /// A buffer that grew past this is not kept while the connection is idle.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
+
+/// The most one `sendfile` is asked for: the socket takes far less at a time, and the kernel caps a call anyway.
+const MAX_SENDFILE: usize = 1 << 30;
+
+/// What ended a wait of [`PlainConnection::poll_send_ready`].
+#[derive(Debug)]
+pub enum SendReady {
+    /// There is room in the socket again.
+    Writable,
+    /// The upstream sent bytes (now in `read_buf`: `Ok(n)`), closed (`Ok(0)`), or the connection failed.
+    Heard(io::Result<usize>),
+}
 
 pub struct PlainConnection {
     stream: TcpStream,
@@ -82,6 +96,43 @@ impl PlainConnection {
     pub async fn send_write_buf_from(&mut self, from: usize) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
         self.stream.write_all(&self.write_buf[from..]).await
+    }
+
+    /// Writes what the socket takes now, without waiting: the rest of the request head (`head`), then `segment`'s
+    /// bytes from `skip` on. Bytes in memory go out together with the head in one `writev`; bytes in the spool file
+    /// go with `sendfile`, from the page cache to the socket without passing through user space (on loopback and
+    /// most NICs the socket then holds references to those pages rather than a copy). A full socket is
+    /// `ErrorKind::WouldBlock`.
+    pub fn try_send(&self, head: &[u8], segment: Option<&Segment>, skip: u64) -> io::Result<usize> {
+        let from = usize::try_from(skip).unwrap_or(usize::MAX);
+        match segment {
+            None => self.stream.try_write(head),
+            Some(Segment::Memory(bytes)) if head.is_empty() => self.stream.try_write(&bytes[from..]),
+            Some(Segment::Memory(bytes)) => {
+                self.stream.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(&bytes[from..])])
+            }
+            Some(Segment::File { .. }) if !head.is_empty() => self.stream.try_write(head),
+            Some(Segment::File { file, offset, end }) => {
+                let mut at = offset + skip;
+                let count = usize::try_from(end - at).unwrap_or(usize::MAX).min(MAX_SENDFILE);
+                self.stream.try_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(&self.stream, &**file, Some(&mut at), count).map_err(io::Error::from)
+                })
+            }
+        }
+    }
+
+    /// Waits, while a request body is being sent, until the socket takes more bytes or the upstream says something
+    /// (an early response, the end of the connection, an error): the body's sender stops at the latter. What the
+    /// upstream sent is read into `read_buf`.
+    pub fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<SendReady> {
+        if let Poll::Ready(read) = self.poll_fill(cx) {
+            return Poll::Ready(SendReady::Heard(read));
+        }
+        match ready!(self.stream.poll_write_ready(cx)) {
+            Ok(()) => Poll::Ready(SendReady::Writable),
+            Err(error) => Poll::Ready(SendReady::Heard(Err(error))),
+        }
     }
 
     /// Reads more bytes into `read_buf`; `Ok(0)` is the end of the connection.

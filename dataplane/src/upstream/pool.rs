@@ -1,8 +1,8 @@
 //! Upstream HTTP/1.1 connections, kept alive between requests.
 //!
-//! Two kinds: hyper client connections, which carry requests with a body (hyper frames, paces and times the body),
-//! and plain sockets for requests without one ([`super::bodiless`]), which skip hyper's connection task. Each kind has
-//! its own idle lists; a connection goes back to the list it came from.
+//! Two kinds: plain sockets ([`super::plain`]) for requests without a body or with a spooled body of known length,
+//! which skip hyper's connection task, and hyper client connections for the others (a chunked Tee body, a Streaming
+//! body). Each kind has its own idle lists; a connection goes back to the list it came from.
 //!
 //! An idle connection is reused only while younger than the idle timeout, which must stay below the upstreams' own
 //! keep-alive timeouts (Node's is 5 s) so that Holdfast rarely writes into a connection the upstream is closing. When

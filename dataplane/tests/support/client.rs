@@ -17,12 +17,15 @@ pub struct Upload {
     pub rate: Option<u64>,
     /// Send only this many body bytes, then stop writing (and keep the connection open).
     pub stop_after: Option<u64>,
+    /// After this many body bytes, pause this long, then go on.
+    pub pause: Option<(u64, Duration)>,
     pub headers: Vec<(String, String)>,
 }
 
 impl Upload {
     pub fn new(path: &str, len: u64) -> Self {
-        Upload { path: path.to_string(), len, chunked: false, rate: None, stop_after: None, headers: Vec::new() }
+        let (chunked, rate, stop_after, pause, headers) = (false, None, None, None, Vec::new());
+        Upload { path: path.to_string(), len, chunked, rate, stop_after, pause, headers }
     }
 }
 
@@ -88,8 +91,17 @@ pub async fn upload(addr: SocketAddr, upload: Upload) -> std::io::Result<UploadR
         let mut buf = vec![0u8; 64 * 1024];
         let (mut sent, started) = (0u64, Instant::now());
         let limit = spec.stop_after.unwrap_or(spec.len).min(spec.len);
+        let mut pause = spec.pause;
         while sent < limit {
-            let n = (limit - sent).min(buf.len() as u64) as usize;
+            if let Some((_, pause_for)) = pause.filter(|(after, _)| sent >= *after) {
+                tokio::time::sleep(pause_for).await;
+                pause = None;
+            }
+            let mut n = (limit - sent).min(buf.len() as u64) as usize;
+            if let Some((after, _)) = pause.filter(|(after, _)| sent + n as u64 > *after) {
+                // Exactly the bytes before the pause.
+                n = (after - sent) as usize;
+            }
             payload.fill(&mut buf[..n]);
             hasher.update(&buf[..n]);
             if spec.chunked {

@@ -1,4 +1,5 @@
-//! One attempt of a request without a body, spoken over a plain socket instead of hyper's client.
+//! One attempt spoken over a plain socket instead of hyper's client: every request without a body, and every request
+//! whose body is spooled and whose length is known (Buffered, and Tee with a declared length).
 //!
 //! Most requests through an ingress are small GETs, and for them hyper's client costs more than the exchange
 //! itself: a connection task per upstream connection, a channel to hand it the request, a callback for the response
@@ -7,17 +8,20 @@
 //! the response head, and frames the body (RFC 9112 §6.3); a small response body that arrived with its head is handed
 //! over whole and the connection goes straight back to the pool.
 //!
-//! Requests with a body keep hyper's client ([`super::attempt()`]): it paces, frames and times the body, and
-//! recovers the upstream's early responses. A bodiless request needs none of that.
+//! A spooled body is sent by the same task ([`super::plain_send`]), from the spool file with `sendfile` where its
+//! bytes are on disk. Bodies of unknown length in Tee mode (sent chunked) and Streaming bodies keep hyper's client
+//! ([`super::attempt()`]).
 
 use super::attempt::{ms, Answer, Delivery};
 use super::chunked::ChunkedDecoder;
 use super::failure::{Failure, FailureKind};
 use super::plain_body::{BodyFraming, PlainBody};
 use super::plain_conn::PlainConnection;
+use super::plain_send::{send_with_body, Sent};
 use super::pool::Pool;
 use super::response_body::ResponseBody;
 use crate::forward::RequestHead;
+use crate::spool::Spool;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
@@ -32,11 +36,24 @@ const MAX_HEADERS: usize = 100;
 /// field array is initialised on every parse, so its size is paid per request.
 const USUAL_HEADERS: usize = 32;
 
-/// Sends the bodiless request to `addr`. A failure on a reused connection before anything came back is retried once
-/// on a fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
-pub async fn attempt_bodiless(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
+/// A request body held in a spool, with the length the upstream is told.
+#[derive(Clone, Copy)]
+pub struct SpooledBody<'a> {
+    pub spool: &'a Arc<Spool>,
+    pub len: u64,
+}
+
+/// Sends the request to `addr`, with `body` if it has one. A failure on a reused connection before anything came back
+/// is retried once on a fresh connection: the upstream most likely closed the idle connection, which says nothing
+/// about its health.
+pub async fn attempt_plain(
+    pool: &Arc<Pool>,
+    addr: SocketAddr,
+    delivery: &Delivery<'_>,
+    body: Option<SpooledBody<'_>>,
+) -> Result<Answer, Failure> {
     if let Some(conn) = pool.checkout_plain(addr) {
-        match exchange(pool, conn, delivery).await {
+        match exchange(pool, conn, delivery, body).await {
             Err(failure) if failure.kind == FailureKind::ResetBeforeResponse => {
                 tracing::debug!(%addr, %failure, "pooled connection failed; retrying on a new one");
             }
@@ -44,23 +61,40 @@ pub async fn attempt_bodiless(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Del
         }
     }
     let conn = Box::pin(pool.connect_plain(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
-    exchange(pool, conn, delivery).await
+    exchange(pool, conn, delivery, body).await
 }
 
-async fn exchange(pool: &Arc<Pool>, mut conn: PlainConnection, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
+async fn exchange(
+    pool: &Arc<Pool>,
+    mut conn: PlainConnection,
+    delivery: &Delivery<'_>,
+    body: Option<SpooledBody<'_>>,
+) -> Result<Answer, Failure> {
     let addr = conn.addr;
     let timeouts = delivery.timeouts;
+    let send_limit = ms(timeouts.upstream_send_ms);
     conn.write_buf.clear();
     encode_head(delivery.head, &mut conn.write_buf);
     let closed = |e: std::io::Error| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}"));
-    let sent = conn.try_send_write_buf().map_err(closed)?;
-    if sent < conn.write_buf.len() {
-        let send_limit = ms(timeouts.upstream_send_ms);
-        match tokio::time::timeout(send_limit, conn.send_write_buf_from(sent)).await {
-            Err(_) => return Err(Failure::new(FailureKind::SendTimeout, format!("{addr} after {send_limit:?}"))),
-            Ok(result) => result.map_err(closed)?,
+    // Whether the whole request went out: after an early answer the connection cannot carry another one.
+    let complete = match body {
+        // Boxed: a bodiless request's future (every small GET's) need not hold room for sending a body.
+        Some(SpooledBody { spool, len }) => {
+            Box::pin(send_with_body(&mut conn, spool, len, send_limit)).await? == Sent::Complete
         }
-    }
+        None => {
+            let sent = conn.try_send_write_buf().map_err(closed)?;
+            if sent < conn.write_buf.len() {
+                match tokio::time::timeout(send_limit, conn.send_write_buf_from(sent)).await {
+                    Err(_) => {
+                        return Err(Failure::new(FailureKind::SendTimeout, format!("{addr} after {send_limit:?}")))
+                    }
+                    Ok(result) => result.map_err(closed)?,
+                }
+            }
+            true
+        }
+    };
     let is_head = delivery.head.method == Method::HEAD;
     let read_limit = ms(timeouts.upstream_read_ms);
     let head = match tokio::time::timeout(read_limit, read_head(&mut conn)).await {
@@ -76,7 +110,7 @@ async fn exchange(pool: &Arc<Pool>, mut conn: PlainConnection, delivery: &Delive
     }
     let (framing, reusable) = framing(is_head, response.status(), response.version(), response.headers_mut())
         .map_err(|why| Failure::new(FailureKind::Protocol, format!("{addr}: {why}")))?;
-    let body = PlainBody::new(conn, framing, reusable, pool);
+    let body = PlainBody::new(conn, framing, reusable && complete, pool);
     Ok(Answer { response: response.map(|()| ResponseBody::Plain(body)), connection: None })
 }
 

@@ -1,0 +1,210 @@
+//! Sending a request head and its spooled body over a plain upstream connection ([`super::plain`]).
+//!
+//! The request's own task writes the body, as the spool's reader, instead of a feeder task handing chunks to hyper's
+//! client through a channel. Bytes already in the spool file go to the socket with `sendfile`: they are not read back
+//! into memory and copied into the socket again, which for a large upload was one of the three copies of every byte
+//! (client socket → spool, spool → socket → upstream). Bytes still in memory (a body within the memory buffer, the
+//! tail of the next write batch) go with `write`, the first ones together with the head.
+//!
+//! While it sends, the sender listens: an upstream may answer before the body is complete — 413 after 1 MB of a
+//! 100 MB body, then close (seed 001) — or die. Either stops the sending, and the caller reads what came: a response
+//! (which the client gets, and which is not replayed) or the end of the connection (which is replayed). Interim
+//! `1xx` responses do not stop it.
+//!
+//! The send timeout runs only while the upstream does not take bytes: time spent waiting for the client's next
+//! bytes (Tee mode) is not the upstream's fault.
+
+use super::failure::{Failure, FailureKind};
+use super::plain_conn::{PlainConnection, SendReady};
+use crate::spool::{Available, ReadError, Segment, Spool, SpoolReader};
+use bytes::BytesMut;
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How the sending ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The head and every byte of the body went out.
+    Complete,
+    /// The upstream said something (bytes, the end of the connection, an error) before the body was complete: the
+    /// connection carries no further request, and what came decides between a response and a replay.
+    Interrupted,
+}
+
+/// Sends the head in `conn.write_buf`, then `len` bytes of the spool.
+pub async fn send_with_body(
+    conn: &mut PlainConnection,
+    spool: &Arc<Spool>,
+    len: u64,
+    send_limit: Duration,
+) -> Result<Sent, Failure> {
+    let head = std::mem::take(&mut conn.write_buf);
+    let mut sender = Sender { reader: spool.reader(), len, segment: None, skip: 0 };
+    let sent = sender.run(conn, &head, send_limit).await;
+    // Given back for its capacity: the next request on this connection encodes its head there.
+    conn.write_buf = head;
+    sent
+}
+
+struct Sender {
+    reader: SpoolReader,
+    len: u64,
+    /// The bytes being sent, and how many of them are out.
+    segment: Option<Segment>,
+    skip: u64,
+}
+
+impl Sender {
+    async fn run(&mut self, conn: &mut PlainConnection, head: &[u8], send_limit: Duration) -> Result<Sent, Failure> {
+        let addr = conn.addr;
+        let mut head = head;
+        let timer = tokio::time::sleep(send_limit);
+        tokio::pin!(timer);
+        loop {
+            if self.segment.is_none() && self.reader.offset() < self.len {
+                match self.reader.available().map_err(aborted)? {
+                    Available::Segment(segment) => self.take(segment),
+                    Available::End => return Err(short_body(self.reader.offset(), self.len)),
+                    // The head goes out on its own, so that the upstream sees the request at once.
+                    Available::NotYet if !head.is_empty() => {}
+                    Available::NotYet => {
+                        if !self.wait_for_client(conn).await? {
+                            return Ok(Sent::Interrupted);
+                        }
+                        continue;
+                    }
+                }
+            }
+            if head.is_empty() && self.segment.is_none() {
+                return Ok(Sent::Complete);
+            }
+            match conn.try_send(head, self.segment.as_ref(), self.skip) {
+                Ok(n) => {
+                    let from_head = n.min(head.len());
+                    head = &head[from_head..];
+                    self.advance((n - from_head) as u64);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    timer.as_mut().reset(Instant::now() + send_limit);
+                    let ready = tokio::select! {
+                        ready = std::future::poll_fn(|cx| conn.poll_send_ready(cx)) => ready,
+                        () = &mut timer => {
+                            return Err(Failure::new(FailureKind::SendTimeout, format!("{addr} after {send_limit:?}")))
+                        }
+                    };
+                    if let SendReady::Heard(read) = ready {
+                        if !goes_on_after(read, conn) {
+                            return Ok(Sent::Interrupted);
+                        }
+                    }
+                }
+                // A reset or a closed connection: whatever the upstream sent before is still to be read.
+                Err(error) => {
+                    tracing::debug!(%error, %addr, "upstream stopped accepting the request; reading its response");
+                    return Ok(Sent::Interrupted);
+                }
+            }
+        }
+    }
+
+    /// Takes the next segment, cut to the declared length.
+    fn take(&mut self, mut segment: Segment) {
+        let due = self.len - self.reader.offset();
+        match &mut segment {
+            Segment::File { offset, end, .. } => *end = (*end).min(*offset + due),
+            Segment::Memory(bytes) => bytes.truncate(usize::try_from(due).unwrap_or(usize::MAX)),
+        }
+        (self.segment, self.skip) = (Some(segment), 0);
+    }
+
+    fn advance(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.skip += n;
+        self.reader.consumed(n);
+        if self.segment.as_ref().is_some_and(|segment| self.skip >= segment.len()) {
+            self.segment = None;
+        }
+    }
+
+    /// Waits for the client's next bytes (no timer: that wait is not the upstream's) while listening to the upstream.
+    /// `false`: the upstream said something that ends the sending.
+    async fn wait_for_client(&mut self, conn: &mut PlainConnection) -> Result<bool, Failure> {
+        loop {
+            tokio::select! {
+                segment = self.reader.next_segment() => {
+                    match segment.map_err(aborted)? {
+                        Some(segment) => self.take(segment),
+                        None => return Err(short_body(self.reader.offset(), self.len)),
+                    }
+                    return Ok(true);
+                }
+                read = conn.fill() => {
+                    if !goes_on_after(read, conn) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the body goes on after the upstream sent something while it was being sent: only if all it sent were
+/// interim responses.
+fn goes_on_after(read: std::io::Result<usize>, conn: &mut PlainConnection) -> bool {
+    matches!(read, Ok(n) if n > 0) && only_interim_responses(&mut conn.read_buf)
+}
+
+/// Drops complete interim (`1xx`, but not `101`) responses from the front of what the upstream sent; `true` when
+/// nothing else is there, so that the body goes on. An upstream may send `100 Continue` unasked. (An interim head
+/// split across two reads stops the body; the response is then waited for under the read timeout.)
+fn only_interim_responses(read_buf: &mut BytesMut) -> bool {
+    loop {
+        if read_buf.is_empty() {
+            return true;
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Response::new(&mut fields);
+        match parsed.parse(read_buf) {
+            Ok(httparse::Status::Complete(len)) if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) => {
+                let _ = read_buf.split_to(len);
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn aborted(error: ReadError) -> Failure {
+    Failure::new(FailureKind::ClientBodyAborted, error)
+}
+
+fn short_body(got: u64, len: u64) -> Failure {
+    Failure::new(FailureKind::ClientBodyAborted, format!("the body ended after {got} of {len} bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interim_responses_are_skipped_and_anything_else_stops_the_body() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"[..]);
+        assert!(only_interim_responses(&mut buf));
+        assert!(buf.is_empty());
+
+        let early = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n";
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+        buf.extend_from_slice(early);
+        assert!(!only_interim_responses(&mut buf));
+        assert_eq!(&buf[..], &early[..], "the final response is left for the caller to read");
+
+        for stops in [&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..], b"HTTP/1.1 100 Cont", b"garbage\r\n\r\n"] {
+            let mut buf = BytesMut::from(stops);
+            assert!(!only_interim_responses(&mut buf), "{:?}", String::from_utf8_lossy(stops));
+            assert_eq!(&buf[..], stops, "nothing is consumed");
+        }
+    }
+}
