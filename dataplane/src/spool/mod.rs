@@ -10,7 +10,8 @@
 //!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came), cheaper
-//! than a thread hop per chunk.
+//! than a thread hop per chunk. A reader that sends to a socket itself takes recent file bytes as a [`Segment`] to
+//! send with `sendfile` instead of reading them back.
 
 mod pace;
 mod quota;
@@ -30,7 +31,11 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
-/// Bytes this close to the end of the file are sent with `sendfile`; older ones are read back and written.
+/// Bytes this close to the end of the file (a Tee attempt following its client) were written moments ago and are
+/// still in the CPU's caches: they are sent with `sendfile`, and whoever receives them copies them from there. Older
+/// bytes (a Buffered body sent from its start, a replay) are read back into memory and written instead: on loopback,
+/// `sendfile` of pages long out of the caches moved that cold copy onto the upstream's core, and 1 GiB Buffered
+/// uploads took 6 % longer than with the read back, for 40 % less of Holdfast's CPU (`docs/benchmarks.md`).
 const SENDFILE_RECENT: u64 = 4 * 1024 * 1024;
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -101,8 +106,12 @@ pub struct Spool {
     /// The declared length does not fit the memory buffer: go to disk with the first byte instead of copying the
     /// memory buffer over later (and holding it meanwhile).
     straight_to_disk: bool,
-    /// Keep [`RECENT_WINDOW`] for readers that follow the writer.
+    /// Readers follow the writer (Tee mode): tell them of progress in steps, and pace the writer.
     live_readers: bool,
+    /// Keep [`RECENT_WINDOW`] for them: only for a body of unknown length, whose reader is hyper's body feeder
+    /// ([`SpoolReader::next_chunk`]). A body of known length is sent over a plain connection, which takes its
+    /// bytes from the file ([`SpoolReader::next_segment`]) and would leave the window unused.
+    keep_recent: bool,
     pace: pace::Pace,
 }
 
@@ -154,6 +163,7 @@ impl Spool {
             memory_limit,
             straight_to_disk,
             live_readers,
+            keep_recent: live_readers && expected_len.is_none(),
             pace: pace::Pace::default(),
         };
         Ok(Arc::new(spool))
@@ -166,7 +176,7 @@ impl Spool {
         if inner.file.is_none() && (self.straight_to_disk || inner.pending.len() + data.len() > self.memory_limit) {
             self.spill(&mut inner)?;
         }
-        if self.live_readers {
+        if self.keep_recent {
             let offset = inner.len();
             inner.recent.push_back((offset, data.clone()));
             inner.recent_bytes += data.len();
