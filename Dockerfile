@@ -10,8 +10,16 @@ FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 # The image's toolchain is the pinned one; this stops rustup from acting on rust-toolchain.toml (not copied anyway).
 ENV RUSTUP_TOOLCHAIN=1.95.0 CARGO_TERM_COLOR=never
+# The dataplane is built with PGO (scripts/build-dist): llvm-profdata of the toolchain's own LLVM, and wrk, curl and
+# python3 for the training run on the builder's loopback.
+RUN rustup component add llvm-tools \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends wrk curl python3 \
+    && rm -rf /var/lib/apt/lists/*
 
-# Dependencies first, against stub sources: this layer is rebuilt only when a manifest or Cargo.lock changes.
+# Dependencies first, against stub sources: this layer is rebuilt only when a manifest or Cargo.lock changes. (The
+# dataplane's are compiled again in the PGO build, which instruments and then optimises every crate; they are only
+# fetched here.)
 COPY Cargo.toml Cargo.lock ./
 COPY snapshot/Cargo.toml snapshot/
 COPY crds/Cargo.toml crds/
@@ -23,7 +31,7 @@ RUN for crate in snapshot crds dataplane controller; do \
     && echo 'fn main() {}' > dataplane/src/bin/hash_upstream.rs \
     && echo 'fn main() {}' > crds/src/bin/crdgen.rs \
     && cargo build --release --locked -p holdfast-controller \
-    && cargo build --profile dist --locked -p holdfast-dataplane \
+    && cargo fetch --locked \
     && rm -rf snapshot/src crds/src dataplane/src controller/src
 
 # The real sources. Their mtimes may be older than the stub builds', so touch them for cargo to rebuild our crates.
@@ -31,9 +39,10 @@ COPY snapshot/src snapshot/src
 COPY crds/src crds/src
 COPY dataplane/src dataplane/src
 COPY controller/src controller/src
+COPY scripts/build-dist scripts/pgo-train scripts/
 RUN find snapshot crds dataplane controller -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p holdfast-controller \
-    && cargo build --profile dist --locked -p holdfast-dataplane \
+    && bash scripts/build-dist \
     && install -D -m 0755 target/release/holdfast-controller target/dist/holdfast-dataplane -t /out
 
 # bash is used by the chart's exec probes and preStop hook (the admin listener is on the pod's loopback, out of reach

@@ -31,7 +31,7 @@ fi
 
 for tool in gcc curl python3 sha256sum; do command -v $tool >/dev/null || { log "missing $tool"; exit 1; }; done
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist"
-[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || cargo build --profile dist -p holdfast-dataplane
+[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || bash "$REPO/scripts/build-dist" # as the image ships it: dist profile, PGO
 TMP=$(mktemp -d /tmp/holdfast-floor.XXXXXX)
 mkdir -p "$TMP/spool"
 gcc -O2 -Wall -o "$TMP/relay" bench/floor/relay.c

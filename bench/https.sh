@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist" # the profile the image ships (Cargo.toml)
-[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || cargo build --profile dist -p holdfast-dataplane
+[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || bash "$REPO/scripts/build-dist" # as the image ships it: dist profile, PGO
 TMP=$(mktemp -d /tmp/holdfast-https-bench.XXXXXX)
 chmod 755 "$TMP"
 mkdir -p "$TMP/nginx" "$TMP/spool"

@@ -9,7 +9,8 @@
 # upstream (median of 5); RSS with 1,000 concurrent slow uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1
 # only. Every process it starts is stopped by pid on exit and its temp dir is removed. Env knobs: BENCH_QUICK,
 # BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP, CARGO_TARGET_DIR, BENCH_RUST_LOG (the
-# dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off).
+# dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off), HOLDFAST_PGO=off (scripts/build-dist
+# without its training run).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -94,8 +95,8 @@ install_missing
 
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist" # the profile the image ships (Cargo.toml)
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-  log "cargo build --profile dist -p holdfast-dataplane (target dir ${CARGO_TARGET_DIR:-./target})"
-  cargo build --profile dist -p holdfast-dataplane
+  log "scripts/build-dist: the dist profile with PGO, as the image ships it (target dir ${CARGO_TARGET_DIR:-./target})"
+  bash "$REPO/scripts/build-dist"
 fi
 [[ -x $BIN/holdfast-hash-upstream ]] || die "$BIN/holdfast-hash-upstream is missing"
 [[ -x $BIN/holdfast-dataplane ]] || die "$BIN/holdfast-dataplane is missing"
