@@ -25,7 +25,10 @@ COPY snapshot/Cargo.toml snapshot/
 COPY crds/Cargo.toml crds/
 COPY dataplane/Cargo.toml dataplane/
 COPY controller/Cargo.toml controller/
-RUN for crate in snapshot crds dataplane controller; do \
+# The end-to-end suite is a workspace member too: cargo needs its manifest to load the workspace, never its code.
+COPY e2e/Cargo.toml e2e/
+RUN mkdir -p e2e/src && : > e2e/src/lib.rs \
+    && for crate in snapshot crds dataplane controller; do \
         mkdir -p "$crate/src/bin" && echo 'fn main() {}' > "$crate/src/main.rs" && : > "$crate/src/lib.rs"; \
     done \
     && echo 'fn main() {}' > dataplane/src/bin/hash_upstream.rs \
