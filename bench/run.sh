@@ -125,7 +125,7 @@ median() {
   printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g |
     awk '{a[NR]=$1} END { if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
 }
-ratio() { [[ $1 == n/a || $2 == n/a ]] && echo n/a || calc "$1 / $2" 2; }
+ratio() { [[ $1 == n/a || $2 == n/a ]] && echo n/a || calc "$1 / $2" 3; }
 wait_for_line() { # file regex seconds
   local i
   for i in $(seq $((${3} * 10))); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -445,6 +445,8 @@ if ((HF_OK)) && ! alive "$HF_PID"; then HF_WHY="the dataplane exited during the 
 
 # ---------------------------------------------------------------- report
 mb() { [[ -z ${1:-} ]] && echo n/a || calc "$1 / 1024" 0; } # KiB -> MiB
+# Verdicts are taken on the exact quotients, never on the rounded ratios printed beside them (until stop 13 they were
+# taken on ratios rounded to two decimals, so that 0.899 passed as 0.90).
 verdict() { # ok-expression -> PASS/FAIL
   [[ $1 == *n/a* ]] && echo "FAIL (no figure)" && return
   awk "BEGIN { exit !($1) }" && echo PASS || echo FAIL
@@ -452,7 +454,8 @@ verdict() { # ok-expression -> PASS/FAIL
 HF_GET=${GET_RPS[holdfast]} NG_GET=${GET_RPS[nginx]}
 GET_RATIO=$(ratio "$HF_GET" "$NG_GET")
 P99_RATIO=$(ratio "${GET_P99[holdfast]}" "${GET_P99[nginx]}")
-BUF_RATIO=$(ratio "${UP_MBS[hf_buffered]}" "${UP_MBS[nginx]}")
+# Throughput ratio from the median times (the same bytes), not from the MB/s column, which is rounded.
+BUF_RATIO=$(ratio "${UP_MED[nginx]}" "${UP_MED[hf_buffered]}")
 NGX_UP_RATIO=$(ratio "${UP_MED[nginx]}" "${UP_MED[direct]}")
 BUF_TIME_RATIO=$(ratio "${UP_MED[hf_buffered]}" "${UP_MED[direct]}")
 TEE_RATIO=$(ratio "${UP_MED[hf_tee]}" "${UP_MED[direct]}")
@@ -470,23 +473,23 @@ wrk ${WRK_ARGS[*]} x $WRK_ROUNDS rounds; uploads ${UPLOAD_MIB} MiB x $TRIALS; $S
 [[ -n $HF_WHY ]] && ((HF_OK)) && echo "WARNING: $HF_WHY"
 printf '\n%-44s %10s %10s %10s %9s  %-22s %s\n' metric direct nginx holdfast ratio target result
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "small GET req/s (median)" "${GET_RPS[direct]}" "$NG_GET" "$HF_GET" \
-  "$GET_RATIO" "hf/nginx >= 0.9" "$(verdict "$GET_RATIO >= 0.9")"
+  "$GET_RATIO" "hf/nginx >= 0.9" "$(verdict "$HF_GET / $NG_GET >= 0.9")"
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "  (nginx adding the same forwarding headers)" "" \
   "${GET_RPS[nginx_fwd]}" "${GET_RPS[holdfast_again]}" "$(ratio "${GET_RPS[holdfast_again]}" "${GET_RPS[nginx_fwd]}")" \
   "(reported, $FWD_ROUNDS rounds)" ""
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "small GET p99 ms (median)" "${GET_P99[direct]}" "${GET_P99[nginx]}" \
   "${GET_P99[holdfast]}" "$P99_RATIO" "(reported)" ""
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Buffered, MB/s (median)" "${UP_MBS[direct]}" \
-  "${UP_MBS[nginx]}" "${UP_MBS[hf_buffered]}" "$BUF_RATIO" "hf/nginx >= 1.0" "$(verdict "$BUF_RATIO >= 1.0")"
+  "${UP_MBS[nginx]}" "${UP_MBS[hf_buffered]}" "$BUF_RATIO" "hf/nginx >= 1.0" "$(verdict "${UP_MED[nginx]} / ${UP_MED[hf_buffered]} >= 1.0")"
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Buffered, s (median)" "${UP_MED[direct]}" \
   "${UP_MED[nginx]}" "${UP_MED[hf_buffered]}" "" "(x direct: nginx $NGX_UP_RATIO, hf $BUF_TIME_RATIO)" ""
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "${UPLOAD_MIB} MiB upload, Tee, s (median)" "${UP_MED[direct]}" \
-  "${UP_MED[nginx_unbuffered]}" "${UP_MED[hf_tee]}" "$TEE_RATIO" "hf/direct <= 1.2" "$(verdict "$TEE_RATIO <= 1.2")"
+  "${UP_MED[nginx_unbuffered]}" "${UP_MED[hf_tee]}" "$TEE_RATIO" "hf/direct <= 1.2" "$(verdict "${UP_MED[hf_tee]} / ${UP_MED[direct]} <= 1.2")"
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "  (nginx column: proxy_request_buffering off)" "" "$NGX_STREAM_RATIO" "" "" \
   "(nginx unbuffered/direct)" ""
 
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "peak RSS MiB, $SLOW_CONNS slow uploads (VmHWM)" "-" "$NG_PEAK_MB" \
-  "$HF_PEAK_MB" "$RSS_RATIO" "hf <= 300 MB" "$(verdict "$HF_PEAK_MB * 1.048576 <= 300")"
+  "$HF_PEAK_MB" "$RSS_RATIO" "hf <= 300 MB" "$(verdict "${SLOW_PEAK[holdfast]:-n/a} * 1024 <= 300e6")"
 echo
 echo "details"
 for t in direct nginx holdfast nginx_fwd holdfast_again; do

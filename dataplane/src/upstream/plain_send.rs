@@ -81,6 +81,9 @@ impl Sender {
                 return Ok(Sent::Complete);
             }
             match conn.try_send(head, self.segment.as_ref(), self.skip) {
+                // Only `sendfile` at the end of its file returns 0 for a non-empty request: the spool is shorter
+                // than it said. Never seen; a loop here would spin.
+                Ok(0) => return Err(Failure::new(FailureKind::ClientBodyAborted, "the spool file ended early")),
                 Ok(n) => {
                     let from_head = n.min(head.len());
                     head = &head[from_head..];
