@@ -49,6 +49,13 @@ pub enum Available {
     NotYet,
 }
 
+/// [`SpoolReader::ahead`]: whether bytes past the reader were announced.
+enum Ahead {
+    Bytes,
+    End,
+    NotYet,
+}
+
 /// A cursor over a spool that waits for bytes still to come.
 pub struct SpoolReader {
     spool: Arc<Spool>,
@@ -66,22 +73,14 @@ impl SpoolReader {
     /// The next bytes, `None` at the end of a complete body, or an error if the body was aborted.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
-            let progress = *self.progress.borrow_and_update();
-            match progress {
-                Progress::Aborted => return Err(ReadError::Aborted),
-                Progress::Open { len } | Progress::Complete { len } if self.offset < len => {
+            match self.ahead()? {
+                Ahead::Bytes => {
                     let chunk = self.spool.read_at(self.offset, READ_CHUNK)?;
-                    self.offset += chunk.len() as u64;
-                    self.spool.pace.reader_at(self.offset);
+                    self.consumed(chunk.len() as u64);
                     return Ok(Some(chunk));
                 }
-                Progress::Complete { .. } => return Ok(None),
-                Progress::Open { .. } => {
-                    // The reader holds the spool, and with it the sender: `changed` cannot fail here.
-                    if self.progress.changed().await.is_err() {
-                        return Err(ReadError::Aborted);
-                    }
-                }
+                Ahead::End => return Ok(None),
+                Ahead::NotYet => self.more_announced().await?,
             }
         }
     }
@@ -93,31 +92,38 @@ impl SpoolReader {
             match self.available()? {
                 Available::Segment(segment) => return Ok(Some(segment)),
                 Available::End => return Ok(None),
-                Available::NotYet => {
-                    // The reader holds the spool, and with it the sender: `changed` cannot fail here.
-                    if self.progress.changed().await.is_err() {
-                        return Err(ReadError::Aborted);
-                    }
-                }
+                Available::NotYet => self.more_announced().await?,
             }
         }
     }
 
     /// [`Self::next_segment`] without waiting.
     pub fn available(&mut self) -> Result<Available, ReadError> {
-        let progress = *self.progress.borrow_and_update();
-        match progress {
+        Ok(match self.ahead()? {
+            // The writer never takes bytes back, so what was announced is in the file or the tail.
+            Ahead::Bytes => match self.spool.segment_at(self.offset, READ_CHUNK) {
+                Some(segment) => Available::Segment(segment?),
+                None => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            },
+            Ahead::End => Available::End,
+            Ahead::NotYet => Available::NotYet,
+        })
+    }
+
+    /// What the writer has announced beyond this reader.
+    fn ahead(&mut self) -> Result<Ahead, ReadError> {
+        match *self.progress.borrow_and_update() {
             Progress::Aborted => Err(ReadError::Aborted),
-            Progress::Open { len } | Progress::Complete { len } if self.offset < len => {
-                // The writer never takes bytes back, so what was announced is in the file or the tail.
-                match self.spool.segment_at(self.offset, READ_CHUNK) {
-                    Some(segment) => Ok(Available::Segment(segment?)),
-                    None => Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                }
-            }
-            Progress::Complete { .. } => Ok(Available::End),
-            Progress::Open { .. } => Ok(Available::NotYet),
+            Progress::Open { len } | Progress::Complete { len } if self.offset < len => Ok(Ahead::Bytes),
+            Progress::Complete { .. } => Ok(Ahead::End),
+            Progress::Open { .. } => Ok(Ahead::NotYet),
         }
+    }
+
+    /// Waits until the writer announces more (or ends the body).
+    async fn more_announced(&mut self) -> Result<(), ReadError> {
+        // The reader holds the spool, and with it the sender: `changed` cannot fail here.
+        self.progress.changed().await.map_err(|_| ReadError::Aborted)
     }
 
     /// `n` bytes of the segment last returned were sent.
