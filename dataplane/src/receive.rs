@@ -3,18 +3,19 @@
 //! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies and `clientBodyTimeout` are
 //! enforced once for every mode. A body is read through hyper, or — large, declared, on a plain HTTP/1 connection —
 //! through hyper until hyper has handed over what it buffered and then straight from the socket in large chunks
-//! ([`DirectBody`]); a Tee writer reading that fast waits for its attempt ([`Spool::paced`]). On any failure the
-//! sink is aborted, which fails every upstream attempt reading from it: an upstream never sees a body that looks
-//! complete when the client's was not.
+//! ([`DirectBody`]): into a spool file through a pipe ([`BodyPipe`]) where it can, else into memory. A Tee writer
+//! reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is aborted, which fails every
+//! upstream attempt reading from it: an upstream never sees a body that looks complete when the client's was not.
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::server::{first_read_size, DirectBody};
-use crate::spool::Spool;
+use crate::spool::{BodyPipe, Spool};
 use crate::upstream::BodyItem;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -116,29 +117,79 @@ async fn copy(
     // hyper has handed over every byte it had; the rest of the body is still in the socket.
     direct.body.take();
     drop(body);
+    // A body bound for a spool file goes through a pipe, when the system gives one, instead of through memory.
+    let piped = match sink {
+        Sink::Spool(spool) if spool.takes_pipe() => BodyPipe::new().map(|pipe| (spool, pipe)),
+        _ => None,
+    };
     let mut size = first_read_size();
     while total < direct.len {
         let max = usize::try_from(direct.len - total).unwrap_or(usize::MAX);
-        let read = direct.body.read(max, &mut size, || publish_tail(sink));
-        let data = match tokio::time::timeout(limits.idle, read).await {
-            Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "client body failed");
-                return Err(ProxyError::ClientAborted);
-            }
-            Ok(Ok(data)) if data.is_empty() => {
-                tracing::debug!(received = total, declared = direct.len, "client closed before the end of its body");
-                return Err(ProxyError::ClientAborted);
-            }
-            Ok(Ok(data)) => data,
-        };
-        keep(data, &mut total, sink, limits, metrics).await?;
+        if let Some((spool, pipe)) = &piped {
+            let moved = direct.body.splice_into(pipe, max, || publish_tail(sink));
+            let n = within_idle(limits.idle, moved, total, direct.len).await?;
+            count(n, &mut total, limits, metrics)?;
+            spool.append_from_pipe(pipe, n)?;
+        } else {
+            let read = direct.body.read(max, &mut size, || publish_tail(sink));
+            let data = within_idle(limits.idle, read, total, direct.len).await?;
+            keep(data, &mut total, sink, limits, metrics).await?;
+        }
         if let Sink::Spool(spool) = sink {
             // Reads this large outrun a slower upstream; hyper's 64 KiB reads did not pace (docs/benchmarks.md).
             spool.paced().await;
         }
     }
     Ok(total)
+}
+
+/// One read past hyper (into memory or a pipe), within the idle timeout; an empty read (the client closed early) or
+/// a failed one is the client's abort.
+async fn within_idle<T: Received>(
+    idle: Duration,
+    read: impl Future<Output = std::io::Result<T>>,
+    total: u64,
+    declared: u64,
+) -> Result<T, ProxyError> {
+    match tokio::time::timeout(idle, read).await {
+        Err(_) => Err(ProxyError::ClientBodyTimeout(idle)),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "client body failed");
+            Err(ProxyError::ClientAborted)
+        }
+        Ok(Ok(received)) if received.is_nothing() => {
+            tracing::debug!(received = total, declared, "client closed before the end of its body");
+            Err(ProxyError::ClientAborted)
+        }
+        Ok(Ok(received)) => Ok(received),
+    }
+}
+
+/// What one read past hyper returns: the bytes, or how many went into the pipe.
+trait Received {
+    fn is_nothing(&self) -> bool;
+}
+
+impl Received for Bytes {
+    fn is_nothing(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl Received for usize {
+    fn is_nothing(&self) -> bool {
+        *self == 0
+    }
+}
+
+/// Counts `n` more bytes of the body and holds them to `maxBodySize`.
+fn count(n: usize, total: &mut u64, limits: BodyLimits, metrics: &Metrics) -> Result<(), ProxyError> {
+    *total += n as u64;
+    metrics.bytes_in.inc_by(n as u64);
+    if limits.max_bytes > 0 && *total > limits.max_bytes {
+        return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
+    }
+    Ok(())
 }
 
 /// Counts and limits one chunk of the body and hands it to the sink.
@@ -149,11 +200,7 @@ async fn keep(
     limits: BodyLimits,
     metrics: &Metrics,
 ) -> Result<(), ProxyError> {
-    *total += data.len() as u64;
-    metrics.bytes_in.inc_by(data.len() as u64);
-    if limits.max_bytes > 0 && *total > limits.max_bytes {
-        return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
-    }
+    count(data.len(), total, limits, metrics)?;
     match sink {
         Sink::Spool(spool) => spool.append(&data)?,
         Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,

@@ -14,10 +14,12 @@
 //! send with `sendfile` instead of reading them back.
 
 mod pace;
+mod pipe;
 mod quota;
 mod reader;
 
 pub use pace::LEAD as PACE_LEAD;
+pub use pipe::{BodyPipe, PIPE_CAPACITY};
 pub use quota::SpoolQuota;
 pub use reader::{Available, ReadError, Segment, SpoolReader};
 
@@ -204,11 +206,39 @@ impl Spool {
                 inner.pending.extend_from_slice(data);
             }
         }
+        self.appended(inner);
+        Ok(())
+    }
+
+    /// Whether the body may come through a [`BodyPipe`] ([`Spool::append_from_pipe`]): it goes to disk from its
+    /// first byte, and no window of received chunks is kept for readers.
+    pub fn takes_pipe(&self) -> bool {
+        self.straight_to_disk && !self.keep_recent
+    }
+
+    /// Appends the `len` bytes waiting in `pipe` (filled from the client's socket) to the file, as [`Spool::append`]
+    /// would have appended them from memory. Only for a spool that [`takes_pipe`](Spool::takes_pipe).
+    pub fn append_from_pipe(&self, pipe: &BodyPipe, len: usize) -> Result<(), SpoolError> {
+        debug_assert!(self.takes_pipe());
+        let mut inner = self.lock();
+        if inner.file.is_none() {
+            self.spill(&mut inner)?;
+        }
+        // Bytes that came through hyper before the hand-over go first.
+        if !inner.pending.is_empty() {
+            self.flush(&mut inner)?;
+        }
+        self.write_through_with(&mut inner, len as u64, |file, offset| pipe.drain_to(file, offset, len))?;
+        self.appended(inner);
+        Ok(())
+    }
+
+    /// After an append: the pace learns of it, and readers once a step's worth has come.
+    fn appended(&self, inner: MutexGuard<'_, Inner>) {
         self.pace.written(inner.len());
         if self.live_readers && inner.len() - inner.published >= PUBLISH_STEP {
             self.publish_locked(inner);
         }
-        Ok(())
     }
 
     /// Waits until the reader following the writer (Tee mode) is within [`PACE_LEAD`] of it; returns at once when
@@ -350,14 +380,23 @@ impl Spool {
     /// Appends bytes to the file (which must exist), under the quota. Only called with `pending` empty, so the
     /// file stays in order.
     fn write_through(&self, inner: &mut Inner, data: &[u8]) -> Result<(), SpoolError> {
-        let n = data.len() as u64;
+        self.write_through_with(inner, data.len() as u64, |file, offset| file.write_all_at(data, offset))
+    }
+
+    /// Appends `n` bytes to the file with `write(file, offset)`, under the quota; see [`Spool::write_through`].
+    fn write_through_with(
+        &self,
+        inner: &mut Inner,
+        n: u64,
+        write: impl FnOnce(&File, u64) -> std::io::Result<()>,
+    ) -> Result<(), SpoolError> {
         let needed = (inner.file_len + n).saturating_sub(inner.reserved);
         if needed > 0 {
             self.config.quota.reserve(needed)?;
             inner.reserved += needed;
         }
         let file = inner.file.as_ref().expect("writes happen only once there is a file");
-        file.write_all_at(data, inner.file_len)?;
+        write(file, inner.file_len)?;
         inner.file_len += n;
         self.config.metrics.spool_bytes.inc_by(n as i64);
         Ok(())

@@ -287,3 +287,52 @@ async fn segments_come_from_memory_from_a_read_back_and_from_the_file_as_recent_
     assert!(read == body, "the segments hold the body's bytes in order");
     assert_eq!(kinds, ["memory", "file", "memory"]);
 }
+
+#[tokio::test]
+async fn bytes_from_a_pipe_follow_the_bytes_from_memory_and_reach_a_live_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 0);
+    let body = pattern(3 << 20);
+    let spool = Spool::new(cfg.clone(), 1024, Some(body.len() as u64), true).unwrap();
+    assert!(spool.takes_pipe(), "declared, larger than the memory buffer, no window kept");
+    let mut reader = spool.reader();
+    // The first bytes came through hyper: they are in the write batch when the pipe takes over.
+    spool.append(&Bytes::copy_from_slice(&body[..1000])).unwrap();
+    let pipe = BodyPipe::new().expect("a 1 MiB pipe on this machine");
+    let (mut client, socket) = std::os::unix::net::UnixStream::pair().unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let sending = std::thread::spawn({
+        let rest = body[1000..].to_vec();
+        move || std::io::Write::write_all(&mut client, &rest).unwrap()
+    });
+    let mut at = 1000;
+    while at < body.len() {
+        let n = match pipe.fill(&socket, body.len() - at) {
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            Err(error) => panic!("{error}"),
+        };
+        spool.append_from_pipe(&pipe, n).unwrap();
+        at += n;
+    }
+    sending.join().unwrap();
+    // A reader following the writer has heard of every full step before the end is announced.
+    let Available::Segment(segment) = reader.available().unwrap() else { panic!("the reader heard of the bytes") };
+    assert!(!segment.is_empty());
+    spool.finish();
+    drop(reader);
+    assert_eq!(read_all(spool.reader()).await.unwrap(), body);
+    assert_eq!(cfg.metrics.spool_bytes.get(), body.len() as i64, "every byte counted once");
+    assert_eq!(cfg.quota.used(), body.len() as u64);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the file is unlinked");
+    drop(spool);
+    assert_eq!(cfg.quota.used(), 0);
+
+    let unknown_length = Spool::new(cfg.clone(), 1024, None, true).unwrap();
+    assert!(!unknown_length.takes_pipe(), "a chunked Tee body keeps its window of chunks: it comes through memory");
+    let fits = Spool::new(cfg, 1 << 20, Some(1000), false).unwrap();
+    assert!(!fits.takes_pipe(), "a body that fits the memory buffer stays in memory");
+}
