@@ -22,12 +22,22 @@ use tokio::net::{TcpListener, TcpStream};
 /// What the scripted upstream does with one request.
 #[derive(Clone, Copy)]
 enum Plan {
-    /// Reads the whole body and answers 200 with its SHA-256; first sends `100 Continue` if `interim`.
-    Answer { interim: bool },
+    /// Reads the whole body and answers 200 with its SHA-256; first sends `100 Continue` as `interim` says.
+    Answer { interim: Interim },
     /// Answers 413 (keeping the connection open) as soon as the head is in, without reading the body.
     Early413,
     /// Reads this many bytes of the body, then closes without answering.
     CloseAfter(u64),
+}
+
+/// Whether (and how) the upstream sends `100 Continue` unasked before it reads the body.
+#[derive(Clone, Copy, Debug)]
+enum Interim {
+    No,
+    /// In one write.
+    Whole,
+    /// In two writes 300 ms apart, so that Holdfast, blocked sending the body meanwhile, reads half a head first.
+    Split,
 }
 
 /// One request as the upstream saw it.
@@ -77,11 +87,17 @@ async fn serve(mut stream: TcpStream, connection: usize, plan: impl Fn(usize) ->
         let plan = plan(connection);
         let (mut hasher, mut got) = (Sha256::new(), 0u64);
         let want = match plan {
-            Plan::Answer { interim: true } => {
+            Plan::Answer { interim: Interim::Whole } => {
                 stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
                 len
             }
-            Plan::Answer { interim: false } => len,
+            Plan::Answer { interim: Interim::Split } => {
+                stream.write_all(b"HTTP/1.1 100 Cont").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                stream.write_all(b"inue\r\n\r\n").await.unwrap();
+                len
+            }
+            Plan::Answer { interim: Interim::No } => len,
             Plan::Early413 => 0,
             Plan::CloseAfter(n) => n.min(len),
         };
@@ -152,21 +168,27 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interim_100_continue_sent_unasked_does_not_stop_the_body() {
-    let upstream = Scripted::start(|_, _| Plan::Answer { interim: true }).await;
-    for mode in ["Buffered", "Tee"] {
-        // Short timeouts, so that a body stopped by the interim response fails the test quickly.
-        let policy = format!(r#"{{"mode":"{mode}","timeouts":{{"upstreamReadMs":5000,"upstreamSendMs":5000}}}}"#);
-        let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
-        // Large enough for both ways out of the spool: read back from the file, and sent from it with sendfile.
-        let result = upload(dataplane.addr, Upload::new("/up", 20 * MB)).await.unwrap();
-        assert_eq!(result.status, 200, "{mode}: {}", result.text());
-        assert_eq!(result.text(), result.sent_sha256, "{mode}: the upstream got the client's exact bytes");
-        dataplane.assert_spool_clean().await;
+async fn an_interim_100_continue_sent_unasked_does_not_stop_the_body_also_when_it_comes_in_two_parts() {
+    for interim in [Interim::Whole, Interim::Split] {
+        let upstream = Scripted::start(move |_, _| Plan::Answer { interim }).await;
+        for mode in ["Buffered", "Tee"] {
+            // Short timeouts, so that a body stopped by the interim response fails the test quickly.
+            let policy = format!(r#"{{"mode":"{mode}","timeouts":{{"upstreamReadMs":5000,"upstreamSendMs":5000}}}}"#);
+            let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
+            // Large enough for both ways out of the spool: read back from the file, and sent from it with sendfile.
+            let result = upload(dataplane.addr, Upload::new("/up", 20 * MB)).await.unwrap();
+            assert_eq!(result.status, 200, "{interim:?} {mode}: {}", result.text());
+            assert_eq!(
+                result.text(),
+                result.sent_sha256,
+                "{interim:?} {mode}: the upstream got the client's exact bytes"
+            );
+            dataplane.assert_spool_clean().await;
+        }
+        let seen = upstream.seen();
+        assert_eq!(seen.len(), 2, "{interim:?}: one delivery per upload: {seen:?}");
+        assert!(seen.iter().all(|s| s.body_bytes == 20 * MB));
     }
-    let seen = upstream.seen();
-    assert_eq!(seen.len(), 2, "one delivery per upload: {seen:?}");
-    assert!(seen.iter().all(|s| s.body_bytes == 20 * MB));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,8 +196,10 @@ async fn a_spooled_upload_reuses_a_kept_alive_connection_but_not_one_answered_ea
     // The third request is answered before its body is read.
     const EARLY: usize = 2;
     let upstream =
-        Scripted::start(|_, request| if request == EARLY { Plan::Early413 } else { Plan::Answer { interim: false } })
-            .await;
+        Scripted::start(
+            |_, request| if request == EARLY { Plan::Early413 } else { Plan::Answer { interim: Interim::No } },
+        )
+        .await;
     // Short timeouts, so that a request sent on the early answer's connection fails the test quickly.
     let policy = r#"{"mode":"Buffered","timeouts":{"upstreamReadMs":5000,"upstreamSendMs":5000}}"#;
     let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], policy)), 0).await;
@@ -216,7 +240,7 @@ async fn a_tee_upload_is_replayed_at_once_when_the_upstream_closes_while_the_cli
     // pauses for 3 s, and sends 2 MB more.
     let upstream = Scripted::start(|connection, _| match connection {
         0 => Plan::CloseAfter(MB),
-        _ => Plan::Answer { interim: false },
+        _ => Plan::Answer { interim: Interim::No },
     })
     .await;
     let policy = r#"{"mode":"Tee"}"#;

@@ -29,9 +29,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A response head larger than this is refused (502): nginx's limit is 4–8 KiB by default, hyper's 400 KiB.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// hyper's default, so that what passed through hyper's client still passes.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 /// Enough for nearly every response; a head with more is parsed again with room for `MAX_HEADERS`. The parser's
 /// field array is initialised on every parse, so its size is paid per request.
 const USUAL_HEADERS: usize = 32;

@@ -10,12 +10,13 @@
 //! While it sends, the sender listens: an upstream may answer before the body is complete — 413 after 1 MB of a
 //! 100 MB body, then close (seed 001) — or die. Either stops the sending, and the caller reads what came: a response
 //! (which the client gets, and which is not replayed) or the end of the connection (which is replayed). Interim
-//! `1xx` responses do not stop it.
+//! `1xx` responses do not stop it, also when their head comes in two reads.
 //!
 //! The send timeout runs only while the upstream does not take bytes: time spent waiting for the client's next
 //! bytes (Tee mode) is not the upstream's fault.
 
 use super::failure::{Failure, FailureKind};
+use super::plain::{MAX_HEADERS, MAX_HEAD_BYTES};
 use super::plain_conn::{PlainConnection, SendReady};
 use crate::spool::{Available, ReadError, Segment, Spool, SpoolReader};
 use bytes::BytesMut;
@@ -163,19 +164,24 @@ fn goes_on_after(read: std::io::Result<usize>, conn: &mut PlainConnection) -> bo
 }
 
 /// Drops complete interim (`1xx`, but not `101`) responses from the front of what the upstream sent; `true` when
-/// nothing else is there, so that the body goes on. An upstream may send `100 Continue` unasked. (An interim head
-/// split across two reads stops the body; the response is then waited for under the read timeout.)
+/// nothing else is there, so that the body goes on. An upstream may send `100 Continue` unasked, and its head may come
+/// in two reads: a head not complete yet whose status is interim (or not read far enough to tell) is left in the
+/// buffer for the next read to complete, and the body goes on meanwhile.
 fn only_interim_responses(read_buf: &mut BytesMut) -> bool {
     loop {
         if read_buf.is_empty() {
             return true;
         }
-        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut fields);
-        match parsed.parse(read_buf) {
-            Ok(httparse::Status::Complete(len)) if parsed.code.is_some_and(|c| (100..200).contains(&c) && c != 101) => {
+        let status = parsed.parse(read_buf);
+        // Known once the three digits are in, also for a head not complete yet.
+        let interim = parsed.code.map(|code| (100..200).contains(&code) && code != 101);
+        match status {
+            Ok(httparse::Status::Complete(len)) if interim == Some(true) => {
                 let _ = read_buf.split_to(len);
             }
+            Ok(httparse::Status::Partial) => return interim != Some(false) && read_buf.len() < MAX_HEAD_BYTES,
             _ => return false,
         }
     }
@@ -205,10 +211,37 @@ mod tests {
         assert!(!only_interim_responses(&mut buf));
         assert_eq!(&buf[..], &early[..], "the final response is left for the caller to read");
 
-        for stops in [&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..], b"HTTP/1.1 100 Cont", b"garbage\r\n\r\n"] {
+        let stopping: [&[u8]; 4] = [
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 413 Payload Too La",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200",
+            b"garbage\r\n\r\n",
+        ];
+        for stops in stopping {
             let mut buf = BytesMut::from(stops);
             assert!(!only_interim_responses(&mut buf), "{:?}", String::from_utf8_lossy(stops));
-            assert_eq!(&buf[..], stops, "nothing is consumed");
+            assert!(stops.ends_with(&buf), "a final response is left whole");
         }
+    }
+
+    #[test]
+    fn an_interim_head_in_two_reads_is_completed_by_the_second() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Cont"[..]);
+        assert!(only_interim_responses(&mut buf), "an interim status: the body goes on");
+        assert_eq!(&buf[..], b"HTTP/1.1 100 Cont", "kept for the next read");
+        buf.extend_from_slice(b"inue\r\n\r\n");
+        assert!(only_interim_responses(&mut buf));
+        assert!(buf.is_empty());
+
+        let mut buf = BytesMut::from(&b"HTTP/1.1 10"[..]);
+        assert!(only_interim_responses(&mut buf), "not read far enough to tell");
+        buf.extend_from_slice(b"1 Switching Protocols\r\n\r\n");
+        assert!(!only_interim_responses(&mut buf), "101 is not an interim response here");
+
+        let mut endless = BytesMut::from(&b"HTTP/1.1 100 Continue\r\nX-Field: "[..]);
+        endless.resize(MAX_HEAD_BYTES - 1, b'a');
+        assert!(only_interim_responses(&mut endless), "within the limit of a head");
+        endless.extend_from_slice(b"a");
+        assert!(!only_interim_responses(&mut endless), "a head that never ends stops the body");
     }
 }
