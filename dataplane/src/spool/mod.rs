@@ -33,18 +33,20 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
-/// Bytes this close to the end of the file (a Tee attempt following its client) were written moments ago and are
-/// still in the CPU's caches: they are sent with `sendfile`, and whoever receives them copies them from there. Older
-/// bytes (a Buffered body sent from its start, a replay) are read back into memory and written instead: on loopback,
-/// `sendfile` of pages long out of the caches moved that cold copy onto the upstream's core, and 1 GiB Buffered
-/// uploads took 6 % longer than with the read back, for 40 % less of Holdfast's CPU (`docs/benchmarks.md`).
-const SENDFILE_RECENT: u64 = 4 * 1024 * 1024;
+/// Bytes this close to the end of the file (a Tee attempt following its client, at most the pace's lead plus one
+/// read behind: [`PACE_LEAD`]) were written moments ago: they are sent with `sendfile`, and whoever receives them
+/// copies them from pages just touched. Older bytes (a Buffered body sent from its start, a replay) are read back
+/// into memory and written instead: on loopback, `sendfile` of pages long out of the caches moved that cold copy onto
+/// the upstream's core, and 1 GiB Buffered uploads took 6 % longer than with the read back, for 40 % less of
+/// Holdfast's CPU (`docs/benchmarks.md`).
+const SENDFILE_RECENT: u64 = 2 * PACE_LEAD;
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
 /// For live readers (Tee mode), the chunks the reader has not taken yet are kept as received, up to this many bytes,
-/// so that a reader just behind the writer takes them without a read back from the file. A reader paced by the
-/// writer ([`pace`]) is never more than the pace's lead plus one read behind; a slow reader's share of the window is
-/// dropped as it moves on, so a slow upload holds next to nothing here.
+/// so that a reader just behind the writer takes them without a read back from the file. Only a body of unknown
+/// length keeps the window; it is read through hyper, 64 KiB at a time, and hyper's reader (the attempt's body
+/// feeder) normally keeps up; a slow reader's share of the window is dropped as it moves on, so a slow upload holds
+/// next to nothing here.
 ///
 /// A reader that falls further behind (the upstream is slower than the client and the writer is not pacing) reads
 /// back from the file, which is still in the page cache.

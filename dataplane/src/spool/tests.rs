@@ -275,9 +275,9 @@ async fn segments_come_from_memory_from_a_read_back_and_from_the_file_as_recent_
     small.finish();
     assert_eq!(read_segments(small.reader()).await, (b"hello world".to_vec(), vec!["memory"]));
 
-    // 5 MiB and a tail that stays in the write batch: the first MiB is older than SENDFILE_RECENT and is read back,
-    // the next 4 MiB are sent from the file, the tail from memory.
-    let body = pattern(5 * 1024 * 1024 + 1000);
+    // SENDFILE_RECENT, a MiB more, and a tail that stays in the write batch: the first MiB is older than
+    // SENDFILE_RECENT and is read back, the rest of the file is sent from it, the tail from memory.
+    let body = pattern(SENDFILE_RECENT as usize + 1024 * 1024 + 1000);
     let large = Spool::new(config(dir.path(), 0), 4096, Some(body.len() as u64), false).unwrap();
     for chunk in body.chunks(1024 * 1024) {
         large.append(&Bytes::copy_from_slice(chunk)).unwrap();
