@@ -10,8 +10,9 @@
 //!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came, or spliced
-//! into the file from a [`BodyPipe`] without passing through memory), cheaper than a thread hop per chunk. A reader that sends to a socket itself takes recent file bytes as a [`Segment`] to
-//! send with `sendfile` instead of reading them back.
+//! into the file from a [`BodyPipe`] without passing through memory), cheaper than a thread hop per chunk. A reader
+//! that sends to a socket itself takes recent file bytes as a [`Segment`] to send with `sendfile` instead of reading
+//! them back.
 
 mod pace;
 mod pipe;

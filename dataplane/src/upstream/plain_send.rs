@@ -2,10 +2,11 @@
 //!
 //! The request's own task writes the body, as the spool's reader, instead of a feeder task handing chunks to hyper's
 //! client through a channel. What the spool hands over decides how ([`crate::spool::Segment`]): bytes written to the
-//! file moments ago (a Tee attempt following its client) go to the socket with `sendfile`, which drops one of the
-//! three copies of every byte (client socket → memory → spool file, memory → socket); older file bytes (a Buffered
-//! body, a replay) come read back into memory, and they and the bytes still in memory (a body within the memory
-//! buffer, the tail of the next write batch) go with `write`, the first ones together with the head.
+//! file moments ago (a Tee attempt following its client) go to the socket with `sendfile`, straight from the page
+//! cache, without a copy through memory (the client's bytes reached the file the same way: `spool::pipe`); older
+//! file bytes (a Buffered body, a replay) come read back into memory, and they and the bytes still in memory (a body
+//! within the memory buffer, the tail of the next write batch) go with `write`, the first ones together with the
+//! head.
 //!
 //! While it sends, the sender listens: an upstream may answer before the body is complete — 413 after 1 MB of a
 //! 100 MB body, then close (seed 001) — or die. Either stops the sending, and the caller reads what came: a response
