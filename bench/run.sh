@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Holdfast dataplane vs nginx (Debian's), side by side on loopback, against ONE hash upstream, in one run.
 #
-#   bash bench/run.sh              # full run: ~3-4 minutes after the build, prints the table at the end
+#   bash bench/run.sh              # full run: ~6 minutes after the build, prints the table at the end
 #   BENCH_QUICK=1 bash bench/run.sh  # smoke run of the script itself (small sizes; figures meaningless)
 #
 # Measures: small GET requests/s and p99 (wrk; reported besides: nginx adding the forwarding headers Holdfast adds);
