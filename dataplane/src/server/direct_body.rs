@@ -21,7 +21,7 @@
 //! [`disarm`]: DirectBody::disarm
 
 use super::ReadSize;
-use crate::spool::{BodyPipe, PIPE_CAPACITY};
+use crate::spool::BodyPipe;
 use bytes::Bytes;
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -158,11 +158,11 @@ impl DirectBody {
     /// [`Self::read`] through a pipe: moves at most `max` bytes of the body from the socket into `pipe`, and returns
     /// how many (0 at the end of the stream), for the spool to write them to its file without a copy in memory.
     pub async fn splice_into(&self, pipe: &BodyPipe, max: usize, mut before_wait: impl FnMut()) -> io::Result<usize> {
-        let want = max.clamp(1, PIPE_CAPACITY);
         loop {
             // A fill shorter than asked for may have run out of pipe slots rather than emptied the socket (unlike a
-            // short read), so readiness is only forgotten when the socket says `EAGAIN`.
-            match self.socket.try_io(Interest::READABLE, || pipe.fill(&*self.socket, want)) {
+            // short read), so readiness is only forgotten when the socket says `EAGAIN`. The fill caps `max` at the
+            // pipe's capacity.
+            match self.socket.try_io(Interest::READABLE, || pipe.fill(&*self.socket, max)) {
                 Ok(n) => return Ok(n),
                 Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
                 Err(error) => return Err(error),

@@ -20,7 +20,7 @@ mod quota;
 mod reader;
 
 pub use pace::LEAD as PACE_LEAD;
-pub use pipe::{BodyPipe, PIPE_CAPACITY};
+pub use pipe::BodyPipe;
 pub use quota::SpoolQuota;
 pub use reader::{Available, ReadError, Segment, SpoolReader};
 
