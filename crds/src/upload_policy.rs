@@ -110,7 +110,8 @@ pub struct ReplaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<i32>,
-    /// How long, in total, a request may wait for an endpoint that takes it (`60s`). Default: `60s`.
+    /// How long a request may wait for an endpoint that takes it (`60s`), counted from when its body is complete: a
+    /// `Tee` request is not given up while its body is still arriving. Default: `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub upstream_wait_timeout: Option<String>,

@@ -3,14 +3,20 @@
 //! An attempt that fails before any byte of the response came back is replayed with exactly the same bytes on the
 //! next endpoint that may take it. When none may (nothing ready, or every endpoint backing off after failures), the
 //! request waits for whichever comes first: a new snapshot (a watch notification, not polling) or the end of the
-//! earliest backoff. It gives up after `upstreamWaitTimeout` in total or `maxAttempts` deliveries that reached an
-//! upstream, with 503, or 504 when the last failure was a timeout. Refused connections deliver nothing, so they count
-//! against the wait, not the attempts.
+//! earliest backoff. It gives up after `upstreamWaitTimeout` or `maxAttempts` deliveries that reached an upstream,
+//! with 503, or 504 when the last failure was a timeout. Refused connections deliver nothing, so they count against
+//! the wait, not the attempts.
+//!
+//! The wait is counted from the later of the delivery's start and the end of the client's body. A Buffered delivery
+//! starts once the body is complete; a Tee delivery starts with the body, and is not given up for want of an endpoint
+//! while the client is still sending: the spool holds what comes meanwhile, and a long upload through a backend
+//! that is down for a while is delivered as a Buffered one would be, not answered 503 halfway through.
 
 use crate::balance::Pick;
 use crate::error::ProxyError;
 use crate::forward::{set_attempt, RequestHead};
 use crate::metrics::ReplayLabel;
+use crate::spool::{ReadError, Spool};
 use crate::state::Active;
 use crate::upstream::{attempt, Answer, BodySource, Delivery, Failure, FailureKind};
 use crate::Dataplane;
@@ -31,7 +37,7 @@ pub async fn deliver(
     policy: &Policy,
 ) -> Result<Answer, ProxyError> {
     let started = Instant::now();
-    let deadline = started + Duration::from_millis(policy.replay.upstream_wait_timeout_ms);
+    let wait_limit = Duration::from_millis(policy.replay.upstream_wait_timeout_ms);
     // Subscribed to snapshot changes only once there is reason to wait: most requests are delivered at the first
     // try and need only the snapshot in force.
     let mut snapshots: Option<watch::Receiver<Arc<Active>>> = None;
@@ -90,17 +96,28 @@ pub async fn deliver(
                     dp.metrics.replays.get_or_create(&ReplayLabel { reason }).inc();
                 }
                 last = Some(failure);
-                if Instant::now() >= deadline {
+                // The body may have completed during the attempt: its end moved the deadline.
+                if body.arriving().is_none() && Instant::now() >= wait_deadline(started, body, wait_limit) {
                     return Err(give_up(backend, started, reached, last));
                 }
                 continue;
             }
-            Pick::RetryAt(at) => at.min(deadline),
-            Pick::NoCandidate => deadline,
+            Pick::RetryAt(at) => Some(at),
+            Pick::NoCandidate => None,
         };
-        if Instant::now() >= deadline {
-            return Err(give_up(backend, started, reached, last));
-        }
+        // Looked at once for this wait, so that the deadline and the wait agree on it. While the body arrives there
+        // is no deadline: its end is waited on below.
+        let arriving = body.arriving();
+        let wake_at = match arriving {
+            Some(_) => wake_at,
+            None => {
+                let deadline = wait_deadline(started, body, wait_limit);
+                if Instant::now() >= deadline {
+                    return Err(give_up(backend, started, reached, last));
+                }
+                Some(wake_at.map_or(deadline, |at| at.min(deadline)))
+            }
+        };
         let Some(changes) = snapshots.as_mut() else {
             // Subscribing marks the snapshot in force as seen, and a snapshot pushed since it was read above would
             // go unnoticed: look again with the subscription before waiting on it.
@@ -110,9 +127,34 @@ pub async fn deliver(
         let wait_started = Instant::now();
         tokio::select! {
             _ = changes.changed() => {}
-            _ = tokio::time::sleep_until(wake_at) => {}
+            () = sleep_until(wake_at) => {}
+            // A body that will never complete is the client's failure, whatever the endpoints do; a complete one
+            // sets the deadline in the next round.
+            ended = body_end(arriving) => ended.map_err(|_| ProxyError::ClientAborted)?,
         }
         waited += wait_started.elapsed();
+    }
+}
+
+/// When a delivery gives up waiting for an endpoint: `upstreamWaitTimeout` after the later of its start and the end of
+/// the client's body (module doc). Only for a body no longer arriving.
+fn wait_deadline(started: Instant, body: &BodySource, wait_limit: Duration) -> Instant {
+    body.completed_at().map_or(started, |completed| completed.max(started)) + wait_limit
+}
+
+/// Sleeps until `at`; with no time, forever (something else in the `select!` ends the wait).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of a body still arriving; with none, never.
+async fn body_end(arriving: Option<&Spool>) -> Result<(), ReadError> {
+    match arriving {
+        Some(spool) => spool.ended().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -135,6 +135,61 @@ async fn no_endpoint_for_longer_than_the_wait_timeout_answers_503_in_time() {
     }
 }
 
+/// A Tee request starts its delivery with the body. With no endpoint, it must not give up while the client is still
+/// sending (here for 3 s, against a 2 s wait): it waits as a Buffered request would, counting from the body's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tee_request_waits_for_an_endpoint_from_the_end_of_its_body_not_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.jsonl");
+    let policy = r#"{"mode":"Tee","replay":{"upstreamWaitTimeoutMs":2000}}"#;
+    let slow = |path| Upload { rate: Some(2 * MB), ..Upload::new(path, 6 * MB) };
+
+    // An endpoint comes after the body is complete, within the wait: 200.
+    let dataplane = Harness::start(Some(&snapshot(1, &[], policy)), 0).await;
+    let client = tokio::spawn(upload(dataplane.addr, slow("/photos")));
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    assert!(!client.is_finished(), "the request gave up while its body was arriving: {:?}", client.await);
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &log, &[]).await;
+    let (status, body) = push(dataplane.admin, &snapshot(2, &[upstream.addr], policy)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = client.await.unwrap().unwrap();
+    assert_eq!(result.status, 200, "{}", result.text());
+    assert_eq!(result.json()["sha256"], result.sent_sha256.as_str());
+    assert_eq!(deliveries(&log).len(), 1);
+    dataplane.assert_spool_clean().await;
+
+    // None comes: 503 one wait after the body's end (about 3 s in), not one wait after the start.
+    let dataplane = Harness::start(Some(&snapshot(1, &[], policy)), 0).await;
+    let result = upload(dataplane.addr, slow("/photos")).await.unwrap();
+    assert_eq!(result.status, 503, "{}", result.text());
+    assert!(result.elapsed >= Duration::from_millis(4800), "{:?}", result.elapsed);
+    assert!(result.elapsed < Duration::from_secs(6), "{:?}", result.elapsed);
+    dataplane.assert_spool_clean().await;
+}
+
+/// The same wait after a failure: a Tee upload that outlasts `upstreamWaitTimeout` and loses its upstream late in the
+/// body is replayed, not answered 503 because the wait, counted from the start, had run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tee_upload_longer_than_the_wait_timeout_is_replayed_after_a_late_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.jsonl");
+    let mut upstream = UpstreamProcess::start("127.0.0.1:0", &log, &[]).await;
+    let policy = r#"{"mode":"Tee","replay":{"upstreamWaitTimeoutMs":1000}}"#;
+    let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], policy)), 0).await;
+    let client = tokio::spawn(upload(dataplane.addr, Upload { rate: Some(2 * MB), ..Upload::new("/photos", 6 * MB) }));
+    // About 2 s in: past the wait timeout, counted from the start.
+    upstream.wait_for_progress(4 * MB).await;
+    upstream.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    upstream.restart().await;
+    let result = client.await.unwrap().unwrap();
+    assert_eq!(result.status, 200, "{}", result.text());
+    assert_eq!(result.json()["sha256"], result.sent_sha256.as_str());
+    assert!(result.json()["attempt"].as_u64().unwrap() >= 2, "{}", result.text());
+    assert_eq!(deliveries(&log).len(), 1);
+    dataplane.assert_spool_clean().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_pushed_while_a_request_waits_is_used_by_that_request() {
     let dir = tempfile::tempdir().unwrap();

@@ -82,7 +82,8 @@ pub struct ReplayPolicy {
     /// Deliveries that reached an upstream (a connection was made and the request started). Refused connections
     /// send nothing, so they consume wait time but not attempts.
     pub max_attempts: u32,
-    /// How long a request may wait, in total, for an endpoint that takes it.
+    /// How long a request may wait for an endpoint that takes it, counted from the later of the delivery's start
+    /// and the end of the client's body (a Tee delivery starts with the body).
     pub upstream_wait_timeout_ms: u64,
     /// Replay after a connection reset or close before the response head. Refused connects are always retried.
     pub on_reset: bool,

@@ -29,8 +29,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 
@@ -106,6 +107,11 @@ pub struct SpoolConfig {
 pub struct Spool {
     inner: Mutex<Inner>,
     progress: watch::Sender<Progress>,
+    /// Woken when the body completes or is aborted, for [`Spool::ended`]: a delivery waiting for an endpoint while
+    /// the body arrives is not woken by every step of progress.
+    end: Notify,
+    /// When the body completed: a delivery's wait for an endpoint is counted from then.
+    completed_at: OnceLock<Instant>,
     config: SpoolConfig,
     memory_limit: usize,
     /// The declared length does not fit the memory buffer: go to disk with the first byte instead of copying the
@@ -164,6 +170,8 @@ impl Spool {
         let spool = Spool {
             inner: Mutex::new(inner),
             progress,
+            end: Notify::new(),
+            completed_at: OnceLock::new(),
             config,
             memory_limit,
             straight_to_disk,
@@ -282,12 +290,42 @@ impl Spool {
         let len = inner.len();
         inner.published = len;
         drop(inner);
+        // Set before the state changes: whoever sees the body complete finds the time.
+        let _ = self.completed_at.set(Instant::now());
         self.progress.send_replace(Progress::Complete { len });
+        self.end.notify_waiters();
     }
 
     /// Marks the body as never going to complete; readers fail.
     pub fn abort(&self) {
         self.progress.send_replace(Progress::Aborted);
+        self.end.notify_waiters();
+    }
+
+    /// Whether the client's body is still arriving: neither complete nor aborted.
+    pub fn is_arriving(&self) -> bool {
+        matches!(*self.progress.borrow(), Progress::Open { .. })
+    }
+
+    /// When the client's body completed; `None` while it arrives, or when it was aborted.
+    pub fn completed_at(&self) -> Option<Instant> {
+        self.completed_at.get().copied()
+    }
+
+    /// Returns once the client's body is complete, or fails once it will never be.
+    pub async fn ended(&self) -> Result<(), ReadError> {
+        loop {
+            let ended = self.end.notified();
+            tokio::pin!(ended);
+            // Registered before the state is looked at, so an end in between is not missed.
+            ended.as_mut().enable();
+            match *self.progress.borrow() {
+                Progress::Complete { .. } => return Ok(()),
+                Progress::Aborted => return Err(ReadError::Aborted),
+                Progress::Open { .. } => {}
+            }
+            ended.await;
+        }
     }
 
     /// Bytes held so far.

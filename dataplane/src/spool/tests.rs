@@ -336,3 +336,30 @@ async fn bytes_from_a_pipe_follow_the_bytes_from_memory_and_reach_a_live_reader(
     let fits = Spool::new(cfg, 1 << 20, Some(1000), false).unwrap();
     assert!(!fits.takes_pipe(), "a body that fits the memory buffer stays in memory");
 }
+
+#[tokio::test]
+async fn ended_waits_for_the_end_of_the_body_not_for_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    for complete in [true, false] {
+        let spool = Spool::new(config(dir.path(), 0), 1024, None, true).unwrap();
+        assert!(spool.is_arriving());
+        let waiter = tokio::spawn({
+            let spool = spool.clone();
+            async move { spool.ended().await }
+        });
+        spool.append(&Bytes::from(pattern(4096))).unwrap();
+        spool.publish();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "published bytes are not the end of the body");
+        if complete {
+            spool.finish();
+        } else {
+            spool.abort();
+        }
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert_eq!(ended.is_ok(), complete, "{ended:?}");
+        assert!(!spool.is_arriving());
+        // Once ended, it says so at once.
+        assert_eq!(spool.ended().await.is_ok(), complete);
+    }
+}

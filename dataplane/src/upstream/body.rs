@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Chunks in flight between the source and hyper.
 const CHANNEL_DEPTH: usize = 4;
@@ -55,6 +56,22 @@ impl BodySource {
         match self {
             BodySource::Empty | BodySource::Spool(_) => true,
             BodySource::Stream(rx) => rx.lock().map(|rx| rx.is_some()).unwrap_or(false),
+        }
+    }
+
+    /// The spool the client's body is still arriving into (Tee mode), if it is.
+    pub fn arriving(&self) -> Option<&Spool> {
+        match self {
+            BodySource::Spool(spool) if spool.is_arriving() => Some(spool),
+            _ => None,
+        }
+    }
+
+    /// When the client's body completed into the spool, if it did.
+    pub fn completed_at(&self) -> Option<Instant> {
+        match self {
+            BodySource::Spool(spool) => spool.completed_at(),
+            _ => None,
         }
     }
 
