@@ -294,8 +294,13 @@ cpu_mark() { # phase suffix
   CPU[$1.hf]=$( ((HF_OK)) && cpu_seconds "$HF_PID" || echo 0)
   CPU[$1.nginx]=$(cpu_seconds $(nginx_pids))
   CPU[$1.up]=$(cpu_seconds "$UP_PID")
+  # The machine's steal and total jiffies (/proc/stat): time the hypervisor gave to other guests while ours wanted
+  # the CPU. On a shared host it swings from 1 % to 40 % within a minute, and a phase with much of it measures the
+  # host rather than the proxies.
+  read -r CPU[$1.steal] CPU[$1.jiffies] < <(awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
 }
 cpu_delta() { calc "${CPU[$2.$3]} - ${CPU[$1.$3]}" 1; } # from to who
+steal_pct() { calc "100 * (${CPU[$2.steal]} - ${CPU[$1.steal]}) / (${CPU[$2.jiffies]} - ${CPU[$1.jiffies]})" 1; } # from to
 
 # ---------------------------------------------------------------- 1. small GETs (wrk)
 declare -A RPS P99 REQS NON2XX SOCKERR
@@ -483,6 +488,11 @@ echo "load average: at start of measurements $LOAD_START, at end $(cut -d' ' -f1
 echo "machine: $NPROC cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r); \
 wrk ${WRK_ARGS[*]} x $WRK_ROUNDS rounds; uploads ${UPLOAD_MIB} MiB x $TRIALS; $SLOW_CONNS slow uploads"
 ((HF_OK)) || echo "DATAPLANE NOT MEASURED: $HF_WHY"
+for phase in get up slow; do
+  steal=$(steal_pct ${phase}0 ${phase}1)
+  awk "BEGIN { exit !($steal > 5) }" &&
+    echo "WARNING: the hypervisor took $steal % of the CPU time during the $phase phase (steal): its figures measure the host as much as the proxies"
+done
 [[ -n $HF_WHY ]] && ((HF_OK)) && echo "WARNING: $HF_WHY"
 printf '\n%-44s %10s %10s %10s %9s  %-22s %s\n' metric direct nginx holdfast ratio target result
 printf '%-44s %10s %10s %10s %9s  %-22s %s\n' "small GET req/s (median)" "${GET_RPS[direct]}" "$NG_GET" "$HF_GET" \
@@ -529,6 +539,8 @@ for who in nginx hf up; do
   printf '    %-22s %-14s %-14s %-14s\n' "$who" "$(cpu_delta get0 get1 $who)" "$(cpu_delta up0 up1 $who)" \
     "$(cpu_delta slow0 slow1 $who)"
 done
+printf '    %-22s %-14s %-14s %-14s\n' "steal, % of the machine" "$(steal_pct get0 get1)" "$(steal_pct up0 up1)" \
+  "$(steal_pct slow0 slow1)"
 for t in nginx holdfast; do
   [[ ${REQS[$t]:-0} -gt 0 ]] || continue
   who=$([[ $t == holdfast ]] && echo hf || echo nginx)
