@@ -1,5 +1,5 @@
 //! Spooled request bodies of known length (Buffered, and Tee with a declared length) go to the upstream over
-//! Holdfast's own HTTP/1.1 connections, sent from the spool (with `sendfile` where the bytes are in the file): the
+//! Holdfast's own HTTP/1.1 connections, sent from the spool (read back where the bytes are in the file): the
 //! body arrives intact, an interim response does not stop it, an early answer does (and its connection is not
 //! reused), a kept-alive connection carries the next upload, and an upstream that closes while a Tee body waits for
 //! its client is replayed at once rather than when the client's next bytes come.
@@ -175,7 +175,7 @@ async fn an_interim_100_continue_sent_unasked_does_not_stop_the_body_also_when_i
             // Short timeouts, so that a body stopped by the interim response fails the test quickly.
             let policy = format!(r#"{{"mode":"{mode}","timeouts":{{"upstreamReadMs":5000,"upstreamSendMs":5000}}}}"#);
             let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], &policy)), 0).await;
-            // Large enough for both ways out of the spool: read back from the file, and sent from it with sendfile.
+            // Large enough to go through the spool file, past the memory buffer and the first write batches.
             let result = upload(dataplane.addr, Upload::new("/up", 20 * MB)).await.unwrap();
             assert_eq!(result.status, 200, "{interim:?} {mode}: {}", result.text());
             assert_eq!(
@@ -203,7 +203,7 @@ async fn a_spooled_upload_reuses_a_kept_alive_connection_but_not_one_answered_ea
     // Short timeouts, so that a request sent on the early answer's connection fails the test quickly.
     let policy = r#"{"mode":"Buffered","timeouts":{"upstreamReadMs":5000,"upstreamSendMs":5000}}"#;
     let dataplane = Harness::start(Some(&snapshot(1, &[upstream.addr], policy)), 0).await;
-    // In memory with its head, sent with sendfile, read back and then sent with sendfile.
+    // In memory with its head, and larger ones read back from the spool file.
     let sizes = [64 * 1024, 3 * MB, 64 * MB, 3 * MB, 20 * MB, 64 * 1024];
     for (i, len) in sizes.into_iter().enumerate() {
         let result = upload(dataplane.addr, Upload::new("/up", len)).await.unwrap();

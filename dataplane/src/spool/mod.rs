@@ -10,9 +10,11 @@
 //!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came, or spliced
-//! into the file from a [`BodyPipe`] without passing through memory), cheaper than a thread hop per chunk. A reader
-//! that sends to a socket itself takes recent file bytes as a [`Segment`] to send with `sendfile` instead of reading
-//! them back.
+//! into the file from a [`BodyPipe`] without passing through memory), cheaper than a thread hop per chunk. Readers
+//! take file bytes read back into memory, also the bytes a Tee attempt sends moments after they were written: sent
+//! with `sendfile` instead, the page-cache pages reached the upstream's socket by reference, and on loopback the
+//! upstream then needed a quarter more CPU to receive them; a 1 GiB Tee upload took 1.33 × as long as direct with
+//! `sendfile` and 1.18 × with the read back, for 0.09 s more of Holdfast's CPU (`docs/benchmarks.md`, "Stop 16").
 
 mod pace;
 mod pipe;
@@ -22,7 +24,7 @@ mod reader;
 pub use pace::LEAD as PACE_LEAD;
 pub use pipe::BodyPipe;
 pub use quota::SpoolQuota;
-pub use reader::{Available, ReadError, Segment, SpoolReader};
+pub use reader::{Available, ReadError, SpoolReader};
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -35,13 +37,6 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 
-/// Bytes this close to the end of the file (a Tee attempt following its client, at most the pace's lead plus one
-/// read behind: [`PACE_LEAD`]) were written moments ago: they are sent with `sendfile`, and whoever receives them
-/// copies them from pages just touched. Older bytes (a Buffered body sent from its start, a replay) are read back
-/// into memory and written instead: on loopback, `sendfile` of pages long out of the caches moved that cold copy onto
-/// the upstream's core, and 1 GiB Buffered uploads took 6 % longer than with the read back, for 40 % less of
-/// Holdfast's CPU (`docs/benchmarks.md`).
-const SENDFILE_RECENT: u64 = 2 * PACE_LEAD;
 /// Bytes gathered in memory before one write to the spool file, once the body has spilled to disk.
 const WRITE_BATCH: usize = 64 * 1024;
 /// For live readers (Tee mode), the chunks the reader has not taken yet are kept as received, up to this many bytes,
@@ -367,29 +362,6 @@ impl Spool {
         }
         let end = inner.pending.len().min(start + max);
         Ok(Bytes::copy_from_slice(&inner.pending[start..end]))
-    }
-
-    /// Where the bytes at `offset` are: the rest of the file from there (an upstream connection sends them with
-    /// `sendfile`, straight from the page cache), else a copy of the in-memory tail from there, up to `max` bytes;
-    /// `None` when nothing is there yet.
-    fn segment_at(&self, offset: u64, max: usize) -> Option<std::io::Result<Segment>> {
-        let inner = self.lock();
-        if offset < inner.file_len {
-            let file = inner.file.clone().expect("file_len > 0 implies a file");
-            let (file_len, behind) = (inner.file_len, inner.file_len - offset);
-            drop(inner);
-            if behind <= SENDFILE_RECENT {
-                return Some(Ok(Segment::File { file, offset, end: file_len }));
-            }
-            let len = usize::try_from(behind).unwrap_or(usize::MAX).min(max);
-            return Some(read_back(&file, offset, len).map(|bytes| Segment::Memory(bytes.into())));
-        }
-        let start = usize::try_from(offset - inner.file_len).unwrap_or(usize::MAX);
-        if start >= inner.pending.len() {
-            return None;
-        }
-        let end = inner.pending.len().min(start.saturating_add(max));
-        Some(Ok(Segment::Memory(Bytes::copy_from_slice(&inner.pending[start..end]))))
     }
 
     fn subscribe(&self) -> watch::Receiver<Progress> {

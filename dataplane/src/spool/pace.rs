@@ -14,8 +14,7 @@ use tokio::sync::Notify;
 
 /// How far the writer may be ahead of the attempt before it stops reading the client. 4 MiB rather than 1: with
 /// 1 MiB, as much as one read past hyper, the writer stopped after nearly every read, and a 1 GiB Tee upload cost the
-/// dataplane 330 ms of CPU instead of 270, in the same time (`docs/benchmarks.md`, "Stop 14"). The attempt still
-/// sends every byte with `sendfile`: the spool's `SENDFILE_RECENT` is larger than this lead plus one read.
+/// dataplane 330 ms of CPU instead of 270, in the same time (`docs/benchmarks.md`, "Stop 14").
 pub const LEAD: u64 = 4 * 1024 * 1024;
 
 #[derive(Default)]

@@ -2,13 +2,12 @@
 
 use super::{Progress, Spool};
 use bytes::Bytes;
-use std::fs::File;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Chunk size of a read back from the file (a replay, or an attempt behind the window): large enough that syscalls do
+/// Chunk size of a read back from the file (every byte a reader takes from the file): large enough that syscalls do
 /// not dominate, small enough to stay cache-friendly. Bytes still in the recent window come as they were received.
-const READ_CHUNK: usize = 256 * 1024;
+pub(super) const READ_CHUNK: usize = 256 * 1024;
 
 /// Why a reader could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -19,30 +18,10 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-/// Where the next bytes of a spool are, for a reader that can send from a file itself.
-pub enum Segment {
-    /// The spool file's bytes from `offset` to `end`, already written (in the page cache, or on disk).
-    File { file: Arc<File>, offset: u64, end: u64 },
-    /// Bytes not in the file: the whole body while it fits the memory buffer, or the tail of the next write batch.
-    Memory(Bytes),
-}
-
-impl Segment {
-    pub fn len(&self) -> u64 {
-        match self {
-            Segment::File { offset, end, .. } => end - offset,
-            Segment::Memory(bytes) => bytes.len() as u64,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// What a reader can take now.
 pub enum Available {
-    Segment(Segment),
+    /// The next bytes: read back from the file, or from the in-memory tail (or recent window) as they are.
+    Segment(Bytes),
     /// The body is complete and the reader is at its end.
     End,
     /// The client's next bytes have not come yet.
@@ -72,22 +51,16 @@ impl SpoolReader {
 
     /// The next bytes, `None` at the end of a complete body, or an error if the body was aborted.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
-        loop {
-            match self.ahead()? {
-                Ahead::Bytes => {
-                    let chunk = self.spool.read_at(self.offset, READ_CHUNK)?;
-                    self.consumed(chunk.len() as u64);
-                    return Ok(Some(chunk));
-                }
-                Ahead::End => return Ok(None),
-                Ahead::NotYet => self.more_announced().await?,
-            }
+        let chunk = self.next_segment().await?;
+        if let Some(chunk) = &chunk {
+            self.consumed(chunk.len() as u64);
         }
+        Ok(chunk)
     }
 
     /// Where the next bytes are, without moving past them: the caller says with [`Self::consumed`] how many it
     /// sent. `None` at the end of a complete body, an error if the body was aborted.
-    pub async fn next_segment(&mut self) -> Result<Option<Segment>, ReadError> {
+    pub async fn next_segment(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             match self.available()? {
                 Available::Segment(segment) => return Ok(Some(segment)),
@@ -101,9 +74,9 @@ impl SpoolReader {
     pub fn available(&mut self) -> Result<Available, ReadError> {
         Ok(match self.ahead()? {
             // The writer never takes bytes back, so what was announced is in the file or the tail.
-            Ahead::Bytes => match self.spool.segment_at(self.offset, READ_CHUNK) {
-                Some(segment) => Available::Segment(segment?),
-                None => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ahead::Bytes => match self.spool.read_at(self.offset, READ_CHUNK)? {
+                bytes if bytes.is_empty() => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                bytes => Available::Segment(bytes),
             },
             Ahead::End => Available::End,
             Ahead::NotYet => Available::NotYet,

@@ -9,13 +9,11 @@
 //! instead of making a system call that would block. An idle connection is probed the same way.
 
 use crate::server::ReadSize;
-use crate::spool::Segment;
 use bytes::{BufMut, BytesMut};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// The first read's size; reads double while they fill what they asked for.
@@ -24,9 +22,6 @@ const FIRST_READ: usize = 8 * 1024;
 const MAX_READ: usize = 256 * 1024;
 /// A buffer that grew past this is not kept while the connection is idle.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
-
-/// The most one `sendfile` is asked for: the socket takes far less at a time, and the kernel caps a call anyway.
-const MAX_SENDFILE: usize = 1 << 30;
 
 /// What ended a wait of [`PlainConnection::poll_send_ready`].
 #[derive(Debug)]
@@ -98,27 +93,13 @@ impl PlainConnection {
         self.stream.write_all(&self.write_buf[from..]).await
     }
 
-    /// Writes what the socket takes now, without waiting: the rest of the request head (`head`), then `segment`'s
-    /// bytes from `skip` on. Bytes in memory go out together with the head in one `writev`; bytes in the spool file
-    /// go with `sendfile`, from the page cache to the socket without passing through user space (on loopback and
-    /// most NICs the socket then holds references to those pages rather than a copy). A full socket is
-    /// `ErrorKind::WouldBlock`.
-    pub fn try_send(&self, head: &[u8], segment: Option<&Segment>, skip: u64) -> io::Result<usize> {
-        let from = usize::try_from(skip).unwrap_or(usize::MAX);
-        match segment {
-            None => self.stream.try_write(head),
-            Some(Segment::Memory(bytes)) if head.is_empty() => self.stream.try_write(&bytes[from..]),
-            Some(Segment::Memory(bytes)) => {
-                self.stream.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(&bytes[from..])])
-            }
-            Some(Segment::File { .. }) if !head.is_empty() => self.stream.try_write(head),
-            Some(Segment::File { file, offset, end }) => {
-                let mut at = offset + skip;
-                let count = usize::try_from(end - at).unwrap_or(usize::MAX).min(MAX_SENDFILE);
-                self.stream.try_io(Interest::WRITABLE, || {
-                    rustix::fs::sendfile(&self.stream, &**file, Some(&mut at), count).map_err(io::Error::from)
-                })
-            }
+    /// Writes what the socket takes now, without waiting: the rest of the request head (`head`), then `body`, in one
+    /// `writev` when there are both. A full socket is `ErrorKind::WouldBlock`.
+    pub fn try_send(&self, head: &[u8], body: &[u8]) -> io::Result<usize> {
+        match (head.is_empty(), body.is_empty()) {
+            (_, true) => self.stream.try_write(head),
+            (true, false) => self.stream.try_write(body),
+            (false, false) => self.stream.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)]),
         }
     }
 

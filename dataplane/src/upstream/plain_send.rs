@@ -1,12 +1,8 @@
 //! Sending a request head and its spooled body over a plain upstream connection ([`super::plain`]).
 //!
 //! The request's own task writes the body, as the spool's reader, instead of a feeder task handing chunks to hyper's
-//! client through a channel. What the spool hands over decides how ([`crate::spool::Segment`]): bytes written to the
-//! file moments ago (a Tee attempt following its client) go to the socket with `sendfile`, straight from the page
-//! cache, without a copy through memory (the client's bytes reached the file the same way: `spool::pipe`); older
-//! file bytes (a Buffered body, a replay) come read back into memory, and they and the bytes still in memory (a body
-//! within the memory buffer, the tail of the next write batch) go with `write`, the first ones together with the
-//! head.
+//! client through a channel: the bytes the spool hands over (read back from its file, or still in memory) go out with
+//! `write`, the first ones together with the head. Not with `sendfile` from the spool file: see [`crate::spool`].
 //!
 //! While it sends, the sender listens: an upstream may answer before the body is complete — 413 after 1 MB of a
 //! 100 MB body, then close (seed 001) — or die. Either stops the sending, and the caller reads what came: a response
@@ -19,8 +15,8 @@
 use super::failure::{Failure, FailureKind};
 use super::plain::{MAX_HEADERS, MAX_HEAD_BYTES};
 use super::plain_conn::{PlainConnection, SendReady};
-use crate::spool::{Available, ReadError, Segment, Spool, SpoolReader};
-use bytes::BytesMut;
+use crate::spool::{Available, ReadError, Spool, SpoolReader};
+use bytes::{Bytes, BytesMut};
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +51,8 @@ struct Sender {
     reader: SpoolReader,
     len: u64,
     /// The bytes being sent, and how many of them are out.
-    segment: Option<Segment>,
-    skip: u64,
+    segment: Option<Bytes>,
+    skip: usize,
 }
 
 impl Sender {
@@ -83,14 +79,12 @@ impl Sender {
             if head.is_empty() && self.segment.is_none() {
                 return Ok(Sent::Complete);
             }
-            match conn.try_send(head, self.segment.as_ref(), self.skip) {
-                // Only `sendfile` at the end of its file returns 0 for a non-empty request: the spool is shorter
-                // than it said. Never seen; a loop here would spin.
-                Ok(0) => return Err(Failure::new(FailureKind::ClientBodyAborted, "the spool file ended early")),
+            let body = self.segment.as_ref().map_or(&[][..], |segment| &segment[self.skip..]);
+            match conn.try_send(head, body) {
                 Ok(n) => {
                     let from_head = n.min(head.len());
                     head = &head[from_head..];
-                    self.advance((n - from_head) as u64);
+                    self.advance(n - from_head);
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {
                     timer.as_mut().reset(Instant::now() + send_limit);
@@ -116,21 +110,18 @@ impl Sender {
     }
 
     /// Takes the next segment, cut to the declared length.
-    fn take(&mut self, mut segment: Segment) {
+    fn take(&mut self, mut segment: Bytes) {
         let due = self.len - self.reader.offset();
-        match &mut segment {
-            Segment::File { offset, end, .. } => *end = (*end).min(*offset + due),
-            Segment::Memory(bytes) => bytes.truncate(usize::try_from(due).unwrap_or(usize::MAX)),
-        }
+        segment.truncate(usize::try_from(due).unwrap_or(usize::MAX));
         (self.segment, self.skip) = (Some(segment), 0);
     }
 
-    fn advance(&mut self, n: u64) {
+    fn advance(&mut self, n: usize) {
         if n == 0 {
             return;
         }
         self.skip += n;
-        self.reader.consumed(n);
+        self.reader.consumed(n as u64);
         if self.segment.as_ref().is_some_and(|segment| self.skip >= segment.len()) {
             self.segment = None;
         }
