@@ -58,7 +58,7 @@ impl SpoolReader {
         Ok(chunk)
     }
 
-    /// Where the next bytes are, without moving past them: the caller says with [`Self::consumed`] how many it
+    /// The next bytes, without moving past them: the caller says with [`Self::consumed`] how many of them it
     /// sent. `None` at the end of a complete body, an error if the body was aborted.
     pub async fn next_segment(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
