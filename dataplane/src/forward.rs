@@ -232,6 +232,13 @@ pub fn set_attempt(head: &mut RequestHead, n: u32) {
     head.added.attempt = n;
 }
 
+/// A copy of the head marked as the attempt after its own.
+pub fn next_attempt(head: &RequestHead) -> RequestHead {
+    let mut next = head.clone();
+    next.added.attempt += 1;
+    next
+}
+
 /// The hop-by-hop fields every message loses; the fields named in `Connection` go too.
 const HOP_BY_HOP: [HeaderName; 6] =
     [header::CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE];

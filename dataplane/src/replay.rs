@@ -88,9 +88,7 @@ pub async fn deliver(
                 if failure.blames_endpoint() {
                     dp.health.record_failure(addr);
                 }
-                if failure.reached_upstream() {
-                    reached += 1;
-                }
+                reached += failure.deliveries();
                 check_replayable(backend, &failure, body, policy, reached, started)?;
                 if let Some(reason) = failure.replay_reason() {
                     dp.metrics.replays.get_or_create(&ReplayLabel { reason }).inc();

@@ -8,7 +8,7 @@ use super::failure::{Failure, FailureKind};
 use super::plain::{attempt_plain, SpooledBody};
 use super::pool::{Connection, Pool};
 use super::response_body::ResponseBody;
-use crate::forward::RequestHead;
+use crate::forward::{next_attempt, RequestHead};
 use holdfast_snapshot::Timeouts;
 use hyper::{Request, Response};
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything an attempt needs to (re)build its request.
+#[derive(Clone, Copy)]
 pub struct Delivery<'a> {
     /// Method, URI (origin form) and headers, already rewritten for the upstream.
     pub head: &'a RequestHead,
@@ -31,7 +32,9 @@ pub struct Answer {
 }
 
 /// Sends the request to `addr`. A failure on a reused connection before anything came back is retried once on a
-/// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health.
+/// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health. The
+/// request may still have reached an upstream that died while working on it, so the retry is numbered as the next
+/// attempt ([`retry_on_new_connection`]).
 pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
     match (delivery.body, delivery.head.added.content_length) {
         (BodySource::Empty, _) => return attempt_plain(pool, addr, delivery, None).await,
@@ -42,19 +45,38 @@ pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>
         _ => {}
     }
     let streaming = matches!(delivery.body, BodySource::Stream(_));
+    let mut retry_head = None;
     if !streaming {
         if let Some(conn) = pool.checkout(addr) {
             match send(conn, delivery).await {
                 Err(failure) if failure.kind == FailureKind::ResetBeforeResponse => {
                     tracing::debug!(%addr, %failure, "pooled connection failed; retrying on a new one");
+                    retry_head = Some(next_attempt(delivery.head));
                 }
                 other => return other,
             }
         }
     }
-    // Boxed: the connect and handshake states are large and needed only when no pooled connection is at hand.
-    let conn = Box::pin(pool.connect(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
-    send(conn, delivery).await
+    let (delivery, earlier) = on_new_connection(delivery, retry_head.as_ref());
+    let fresh = async {
+        // Boxed: the connect and handshake states are large and needed only when no pooled connection is at hand.
+        let conn = Box::pin(pool.connect(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
+        send(conn, &delivery).await
+    };
+    fresh.await.map_err(|failure| failure.after_deliveries(earlier))
+}
+
+/// The delivery to make on a new connection: `delivery` itself, or, after a kept-alive connection failed, the same
+/// request under `retry_head` (the next attempt number). Also returns how many deliveries came before it, which a
+/// failure of the retry carries so that the replay loop numbers its next attempt after both.
+pub(super) fn on_new_connection<'a>(
+    delivery: &Delivery<'a>,
+    retry_head: Option<&'a RequestHead>,
+) -> (Delivery<'a>, u32) {
+    match retry_head {
+        Some(head) => (Delivery { head, ..*delivery }, 1),
+        None => (*delivery, 0),
+    }
 }
 
 async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, Failure> {

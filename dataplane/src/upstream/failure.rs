@@ -29,16 +29,31 @@ pub enum FailureKind {
 pub struct Failure {
     pub kind: FailureKind,
     pub detail: String,
+    /// Deliveries the attempt made before the one that failed, each under its own attempt number: 1 when the request
+    /// went out on a kept-alive connection that turned out closed and the retry on a new connection failed too.
+    pub earlier_deliveries: u32,
 }
 
 impl Failure {
     pub fn new(kind: FailureKind, detail: impl fmt::Display) -> Self {
-        Failure { kind, detail: detail.to_string() }
+        Failure { kind, detail: detail.to_string(), earlier_deliveries: 0 }
     }
 
     /// Whether the upstream may have received (part of) the request.
     pub fn reached_upstream(&self) -> bool {
         !matches!(self.kind, FailureKind::ConnectRefused | FailureKind::ConnectTimeout)
+    }
+
+    /// The same failure, coming after `earlier` deliveries of the same attempt.
+    pub fn after_deliveries(mut self, earlier: u32) -> Self {
+        self.earlier_deliveries += earlier;
+        self
+    }
+
+    /// Attempt numbers this failure used up: the deliveries before it, and itself if it may have reached the
+    /// upstream.
+    pub fn deliveries(&self) -> u32 {
+        self.earlier_deliveries + u32::from(self.reached_upstream())
     }
 
     pub fn is_timeout(&self) -> bool {

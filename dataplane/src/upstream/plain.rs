@@ -12,7 +12,7 @@
 //! Bodies of unknown length in Tee mode (sent chunked) and Streaming bodies keep hyper's client
 //! ([`super::attempt()`]).
 
-use super::attempt::{ms, Answer, Delivery};
+use super::attempt::{ms, on_new_connection, Answer, Delivery};
 use super::chunked::ChunkedDecoder;
 use super::failure::{Failure, FailureKind};
 use super::plain_body::{BodyFraming, PlainBody};
@@ -20,7 +20,7 @@ use super::plain_conn::PlainConnection;
 use super::plain_send::{send_with_body, Sent};
 use super::pool::Pool;
 use super::response_body::ResponseBody;
-use crate::forward::RequestHead;
+use crate::forward::{next_attempt, RequestHead};
 use crate::spool::Spool;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -44,24 +44,29 @@ pub struct SpooledBody<'a> {
 }
 
 /// Sends the request to `addr`, with `body` if it has one. A failure on a reused connection before anything came back
-/// is retried once on a fresh connection: the upstream most likely closed the idle connection, which says nothing
-/// about its health.
+/// is retried once on a fresh connection, as the next attempt: see [`super::attempt::attempt`].
 pub async fn attempt_plain(
     pool: &Arc<Pool>,
     addr: SocketAddr,
     delivery: &Delivery<'_>,
     body: Option<SpooledBody<'_>>,
 ) -> Result<Answer, Failure> {
+    let mut retry_head = None;
     if let Some(conn) = pool.checkout_plain(addr) {
         match exchange(pool, conn, delivery, body).await {
             Err(failure) if failure.kind == FailureKind::ResetBeforeResponse => {
                 tracing::debug!(%addr, %failure, "pooled connection failed; retrying on a new one");
+                retry_head = Some(next_attempt(delivery.head));
             }
             other => return other,
         }
     }
-    let conn = Box::pin(pool.connect_plain(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
-    exchange(pool, conn, delivery, body).await
+    let (delivery, earlier) = on_new_connection(delivery, retry_head.as_ref());
+    let fresh = async {
+        let conn = Box::pin(pool.connect_plain(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
+        exchange(pool, conn, &delivery, body).await
+    };
+    fresh.await.map_err(|failure| failure.after_deliveries(earlier))
 }
 
 async fn exchange(
