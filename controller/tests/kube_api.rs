@@ -83,6 +83,7 @@ async fn warnings_become_warning_events_on_the_object() {
     let warning = Warning {
         kind: "Ingress",
         key: ObjectKey::new("default", "app"),
+        uid: Some("5d1f6a2e-0c4b-4f7e-9a51-3b2c8e7d9f10".into()),
         reason: Reason::ServiceNotFound,
         message: "Service default/ghost does not exist".into(),
     };
@@ -95,7 +96,9 @@ async fn warnings_become_warning_events_on_the_object() {
     assert_eq!(body["note"], "Service default/ghost does not exist");
     assert_eq!(
         body["regarding"],
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "app", "namespace": "default"})
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "app", "namespace": "default",
+               "uid": "5d1f6a2e-0c4b-4f7e-9a51-3b2c8e7d9f10"}),
+        "kubectl describe finds events by the object's uid"
     );
     assert_eq!(body["reportingInstance"], "replica-1");
     call.await.unwrap().unwrap();

@@ -27,6 +27,8 @@ pub struct Index {
     pub slices: BTreeMap<ObjectKey, SliceModel>,
     pub secrets: BTreeMap<ObjectKey, TlsSecretModel>,
     pub policies: BTreeMap<ObjectKey, PolicyModel>,
+    /// `metadata.uid` of every indexed object that has one, by kind and key: warnings carry it to their events.
+    uids: BTreeMap<(&'static str, ObjectKey), String>,
 }
 
 /// Why an object was not indexed.
@@ -69,10 +71,17 @@ impl Index {
     /// Adds or replaces one object.
     pub fn apply<K: IndexKind>(&mut self, object: K) -> Result<(), IndexError> {
         let key = object.key()?;
+        let uid = object.metadata().uid.clone();
         let store = K::store(self);
         match object.convert(&key, store.get(&key)) {
-            Some(model) => store.insert(key, model),
-            None => store.remove(&key),
+            Some(model) => {
+                store.insert(key.clone(), model);
+                self.set_uid(K::KIND, key, uid);
+            }
+            None => {
+                store.remove(&key);
+                self.uids.remove(&(K::KIND, key));
+            }
         };
         Ok(())
     }
@@ -81,7 +90,20 @@ impl Index {
     pub fn delete<K: IndexKind>(&mut self, object: &K) -> Result<(), IndexError> {
         let key = object.key()?;
         K::store(self).remove(&key);
+        self.uids.remove(&(K::KIND, key));
         Ok(())
+    }
+
+    /// The `metadata.uid` of an indexed object of `kind`, if it had one.
+    pub fn uid(&self, kind: &'static str, key: &ObjectKey) -> Option<&str> {
+        self.uids.get(&(kind, key.clone())).map(String::as_str)
+    }
+
+    fn set_uid(&mut self, kind: &'static str, key: ObjectKey, uid: Option<String>) {
+        match uid.filter(|uid| !uid.is_empty()) {
+            Some(uid) => _ = self.uids.insert((kind, key), uid),
+            None => _ = self.uids.remove(&(kind, key)),
+        }
     }
 
     /// Replaces every object of a kind with a complete listing: what is not listed was deleted meanwhile. Objects
@@ -90,11 +112,14 @@ impl Index {
         let mut errors = Vec::new();
         let mut previous = std::mem::take(K::store(self));
         let mut next = BTreeMap::new();
+        let mut uids = Vec::new();
         for object in objects {
             match object.key() {
                 Ok(key) => {
                     let old = previous.remove(&key);
+                    let uid = object.metadata().uid.clone();
                     if let Some(model) = object.convert(&key, old.as_ref()) {
+                        uids.push((key.clone(), uid));
                         next.insert(key, model);
                     }
                 }
@@ -102,6 +127,10 @@ impl Index {
             }
         }
         *K::store(self) = next;
+        self.uids.retain(|(kind, _), _| *kind != K::KIND);
+        for (key, uid) in uids {
+            self.set_uid(K::KIND, key, uid);
+        }
         errors
     }
 }

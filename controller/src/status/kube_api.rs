@@ -68,6 +68,7 @@ impl ClusterWriter for KubeClusterWriter {
             kind: Some(warning.kind.into()),
             namespace: Some(warning.key.namespace.clone()).filter(|ns| !ns.is_empty()),
             name: Some(warning.key.name.clone()),
+            uid: warning.uid.clone(),
             ..ObjectReference::default()
         };
         let mut note = warning.message.clone();

@@ -64,6 +64,9 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
     }
     let mut snapshot = routes.into_snapshot();
     snapshot.tls = certificates.into_certificates();
+    for warning in &mut report.warnings {
+        warning.uid = index.uid(warning.kind, &warning.key).map(str::to_string);
+    }
     Translation { snapshot, report }
 }
 

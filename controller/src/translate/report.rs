@@ -51,6 +51,9 @@ impl Reason {
 pub struct Warning {
     pub kind: &'static str,
     pub key: ObjectKey,
+    /// The object's `metadata.uid`, when it has one (objects read from files do not). `kubectl describe` asks for
+    /// events by uid as well as by name, so an event without it is never shown there.
+    pub uid: Option<String>,
     pub reason: Reason,
     pub message: String,
 }
@@ -85,7 +88,7 @@ pub struct Report {
 
 impl Report {
     pub fn warn(&mut self, kind: &'static str, key: &ObjectKey, reason: Reason, message: impl Into<String>) {
-        self.warnings.push(Warning { kind, key: key.clone(), reason, message: message.into() });
+        self.warnings.push(Warning { kind, key: key.clone(), uid: None, reason, message: message.into() });
     }
 
     /// Warnings about one object, for tests and for the event recorder.

@@ -82,3 +82,36 @@ fn non_tls_secrets_are_not_indexed() {
     add(&mut index, opaque);
     assert!(index.secrets.is_empty(), "a Secret that changed type leaves the index");
 }
+
+#[test]
+fn warnings_carry_the_uid_of_the_object_they_are_about() {
+    // `kubectl describe` lists an object's events by its uid: a warning must carry the uid the object has now.
+    let broken = |uid: Option<&str>| {
+        let metadata = uid.map_or(json!({}), |uid| json!({"uid": uid}));
+        mk_ingress_meta(
+            "default",
+            "bad",
+            metadata,
+            json!({"rules": [rule("bad.test", "/", "Prefix", "ghost", json!(80))]}),
+        )
+    };
+    let uids = |t: &Translation| t.report.warnings.iter().map(|w| (w.kind, w.uid.clone())).collect::<Vec<_>>();
+    let mut index = base_index();
+    add(&mut index, broken(Some("uid-1")));
+    let spec = json!({"targetRefs": [{"kind": "Service", "name": "ghost"}]});
+    let mut policy = mk_policy("default", "p", spec);
+    policy.metadata.uid = Some("uid-p".into());
+    add(&mut index, policy);
+    let t = run(&index);
+    assert_eq!(uids(&t), [("UploadPolicy", Some("uid-p".into())), ("Ingress", Some("uid-1".into()))]);
+
+    // Deleted and created again under the same name: the new object's uid.
+    index.delete(&broken(Some("uid-1"))).unwrap();
+    assert!(run(&index).report.warnings.iter().all(|w| w.kind != "Ingress"));
+    add(&mut index, broken(Some("uid-2")));
+    assert_eq!(uids(&run(&index))[1], ("Ingress", Some("uid-2".into())));
+
+    // A full listing replaces the uids of its kind; objects from files have none.
+    index.reset(vec![broken(None)]);
+    assert_eq!(uids(&run(&index))[1], ("Ingress", None));
+}
