@@ -32,10 +32,21 @@ async fn expect(
     let content_type =
         request.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let body: Bytes = request.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    // A GET sends no body.
+    let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
     let answer = serde_json::to_vec(&reply(&body)).unwrap();
     send.send_response(Response::builder().status(200).body(Body::from(answer)).unwrap());
     (body, content_type)
+}
+
+/// Takes the next request, checks method and path, and answers with an API error of this code and reason.
+async fn refuse(api: &mut ApiDouble, method: Method, path: &str, code: u16, reason: &str) {
+    let (request, send) = api.next_request().await.expect("no request was sent");
+    assert_eq!((request.method(), request.uri().path()), (&method, path));
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
+        "message": format!("{reason} (test double)")});
+    let body = Body::from(serde_json::to_vec(&status).unwrap());
+    send.send_response(Response::builder().status(code).body(body).unwrap());
 }
 
 fn object(kind: &str, api_version: &str, name: &str) -> Value {
@@ -117,4 +128,61 @@ async fn publish_service_addresses_come_from_its_load_balancer_status() {
     service["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.5"}, {"hostname": "lb.test"}]}});
     send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&service).unwrap())).unwrap());
     assert_eq!(call.await.unwrap().unwrap(), ["203.0.113.5", "lb.test"]);
+}
+
+/// An Ingress as the API returns it, listing `addresses` in its status, at resourceVersion 42.
+fn ingress_listing(addresses: &[&str]) -> Value {
+    let mut o = object("Ingress", "networking.k8s.io/v1", "app");
+    o["metadata"]["resourceVersion"] = json!("42");
+    let entries: Vec<Value> = addresses.iter().map(|a| json!({"ip": a})).collect();
+    o["status"] = json!({"loadBalancer": {"ingress": entries}});
+    o
+}
+
+#[tokio::test]
+async fn an_ingress_still_listing_what_was_written_is_cleared_with_a_conditional_patch() {
+    let path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses/app/status";
+    let written = vec!["192.0.2.1".to_string()];
+    let key = ObjectKey::new("default", "app");
+
+    let (cluster, mut api) = writer();
+    let (k, w) = (key.clone(), written.clone());
+    let call = tokio::spawn(async move { cluster.clear_ingress_addresses(&k, &w).await });
+    expect(&mut api, Method::GET, path, |_| ingress_listing(&["192.0.2.1"])).await;
+    let (body, content_type) = expect(&mut api, Method::PATCH, path, |_| ingress_listing(&[])).await;
+    assert_eq!(content_type, "application/merge-patch+json");
+    assert_eq!(
+        body,
+        json!({"metadata": {"resourceVersion": "42"}, "status": {"loadBalancer": {"ingress": []}}}),
+        "conditional on the version read, so that a write in between is not undone"
+    );
+    call.await.unwrap().unwrap();
+
+    // Another controller's addresses are left alone: no patch follows the read.
+    let (cluster, mut api) = writer();
+    let (k, w) = (key.clone(), written.clone());
+    let call = tokio::spawn(async move { cluster.clear_ingress_addresses(&k, &w).await });
+    expect(&mut api, Method::GET, path, |_| ingress_listing(&["198.51.100.7"])).await;
+    call.await.unwrap().unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_millis(500), api.next_request()).await;
+    assert!(!matches!(next, Ok(Some(_))), "nothing is patched");
+
+    // Deleted, or written by someone else between the read and the patch: nothing to do, and no error.
+    let (cluster, mut api) = writer();
+    let (k, w) = (key.clone(), written.clone());
+    let call = tokio::spawn(async move { cluster.clear_ingress_addresses(&k, &w).await });
+    refuse(&mut api, Method::GET, path, 404, "NotFound").await;
+    call.await.unwrap().unwrap();
+    let (cluster, mut api) = writer();
+    let (k, w) = (key.clone(), written.clone());
+    let call = tokio::spawn(async move { cluster.clear_ingress_addresses(&k, &w).await });
+    expect(&mut api, Method::GET, path, |_| ingress_listing(&["192.0.2.1"])).await;
+    refuse(&mut api, Method::PATCH, path, 409, "Conflict").await;
+    call.await.unwrap().unwrap();
+
+    // Any other failure is reported, so that the writer tries again later.
+    let (cluster, mut api) = writer();
+    let call = tokio::spawn(async move { cluster.clear_ingress_addresses(&key, &written).await });
+    refuse(&mut api, Method::GET, path, 500, "InternalError").await;
+    assert!(call.await.unwrap().is_err());
 }

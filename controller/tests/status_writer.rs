@@ -115,3 +115,35 @@ async fn a_new_leader_does_not_rewrite_a_status_the_api_already_shows() {
     StatusWriter::default().sync(&api, &translate(&index, &Config::default()), None, later).await;
     assert!(!api.take().iter().any(|c| matches!(c, Call::PolicyStatus(..))));
 }
+
+#[tokio::test]
+async fn an_ingress_that_leaves_the_class_has_its_addresses_cleared_once() {
+    let api = RecordingClusterDouble::default();
+    let mut writer = StatusWriter::default();
+    writer.sync(&api, &world("1Gi"), Some(&addresses()), now()).await;
+    api.take();
+
+    // `app` moves to another controller's class; `broken` is deleted.
+    let mut index = Index::default();
+    index.apply(objects::class()).unwrap();
+    index.apply(objects::service("web")).unwrap();
+    let mut moved = objects::ingress("app", "web");
+    moved.spec.as_mut().unwrap().ingress_class_name = Some("nginx".into());
+    index.apply(moved).unwrap();
+    let after = translate(&index, &Config::default());
+    api.set_failing(true);
+    writer.sync(&api, &after, Some(&addresses()), now()).await;
+    api.set_failing(false);
+    writer.sync(&api, &after, Some(&addresses()), now()).await;
+    let clears: Vec<Call> = api.take().into_iter().filter(|c| matches!(c, Call::ClearIngressAddresses(..))).collect();
+    assert_eq!(
+        clears,
+        [
+            Call::ClearIngressAddresses("default/app".into(), addresses()),
+            Call::ClearIngressAddresses("default/broken".into(), addresses()),
+        ],
+        "each cleared once the API takes it, with what this replica wrote"
+    );
+    writer.sync(&api, &after, Some(&addresses()), now()).await;
+    assert_eq!(api.take(), [], "nothing left to clear");
+}

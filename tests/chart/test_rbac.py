@@ -48,9 +48,11 @@ KIND_PATTERNS = [
 WATCH_MARKERS = ("watcher(", "reflector(", "metadata_watcher(", "Controller::new(", "Controller::<")
 # `name: Api<Kind>` (a parameter or an annotated let) or `let name = Api::<Kind>::…`: later calls on `name` are on Kind.
 BINDING = re.compile(r"\b(\w+)\s*:\s*&?\s*Api\s*<\s*(\w+)\s*>|\blet\s+(?:mut\s+)?(\w+)\s*=\s*Api\s*::\s*<\s*(\w+)\s*>")
-CALL = re.compile(r"\b(\w+)\s*\.\s*(get|get_opt|create|replace|patch|delete|list|patch_status|replace_status)\s*\(")
+CALL = re.compile(
+    r"\b(\w+)\s*\.\s*(get|get_opt|create|replace|patch|delete|list|get_status|patch_status|replace_status)\s*\(")
 CALL_VERBS = {"get": "get", "get_opt": "get", "create": "create", "replace": "update", "patch": "patch",
-              "delete": "delete", "list": "list", "patch_status": "patch", "replace_status": "update"}
+              "delete": "delete", "list": "list", "get_status": "get", "patch_status": "patch",
+              "replace_status": "update"}
 
 
 def generic_params(text: str) -> set[str]:
@@ -215,6 +217,8 @@ def test_no_wildcards_and_bindings_name_the_service_account():
          {("", "secrets", "list"), ("", "secrets", "watch")}),
         ("let api: Api<Ingress> = Api::all(c); api.patch_status(name, &pp, &patch).await",
          {("networking.k8s.io", "ingresses/status", "patch")}),
+        ("let api: Api<Ingress> = Api::all(c); api.get_status(name).await",
+         {("networking.k8s.io", "ingresses/status", "get")}),
         ("let leases: Api<Lease> = Api::namespaced(c, ns); leases.get_opt(n); leases.create(&pp, &l); "
          "leases.replace(n, &pp, &l)",
          {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}),

@@ -56,6 +56,38 @@ impl ClusterWriter for KubeClusterWriter {
             .map_err(failed(format!("status of Ingress {key}")))
     }
 
+    async fn clear_ingress_addresses(&self, key: &ObjectKey, written: &[String]) -> Result<(), WriteError> {
+        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
+        let what = || format!("status of Ingress {key}");
+        let ingress = match api.get_status(&key.name).await {
+            Ok(ingress) => ingress,
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
+            Err(error) => return Err(failed(what())(error)),
+        };
+        let listed: Vec<String> = ingress
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|entry| entry.ip.or(entry.hostname))
+            .collect();
+        if listed != written {
+            return Ok(());
+        }
+        // The resourceVersion makes the patch conditional: if anyone wrote the Ingress since it was read, the API
+        // refuses it with a conflict, and what they wrote stays.
+        let patch = Patch::Merge(json!({
+            "metadata": { "resourceVersion": ingress.metadata.resource_version },
+            "status": { "loadBalancer": { "ingress": [] } },
+        }));
+        match api.patch_status(&key.name, &PatchParams::default(), &patch).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => Ok(()),
+            Err(error) => Err(failed(what())(error)),
+        }
+    }
+
     async fn warning_event(&self, warning: &Warning) -> Result<(), WriteError> {
         let api_version = match warning.kind {
             "Ingress" | "IngressClass" => "networking.k8s.io/v1",

@@ -37,6 +37,15 @@ pub trait ClusterWriter: Send + Sync {
         addresses: &[String],
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 
+    /// Empties `status.loadBalancer.ingress` of an Ingress this controller no longer owns, but only while it still
+    /// lists exactly `written`, the addresses this replica wrote: the controller that owns it now may already have
+    /// written its own, and those stay. An Ingress that no longer exists, or changed meanwhile, is left alone.
+    fn clear_ingress_addresses(
+        &self,
+        key: &ObjectKey,
+        written: &[String],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+
     /// Records a Warning event on the object the warning is about.
     fn warning_event(&self, warning: &Warning) -> impl Future<Output = Result<(), WriteError>> + Send;
 

@@ -63,7 +63,16 @@ impl StatusWriter {
                 }
             }
         }
-        self.ingresses.retain(|key, _| t.report.ingresses.contains(key));
+        // An Ingress this replica wrote that is no longer ours (its class changed) loses the addresses, unless its
+        // new owner wrote its own; a deleted one simply goes.
+        let left: Vec<ObjectKey> =
+            self.ingresses.keys().filter(|key| !t.report.ingresses.contains(*key)).cloned().collect();
+        for key in left {
+            match api.clear_ingress_addresses(&key, &self.ingresses[&key]).await {
+                Ok(()) => _ = self.ingresses.remove(&key),
+                Err(error) => tracing::warn!(%error, ingress = %key, "Ingress status not cleared"),
+            }
+        }
 
         let current: BTreeSet<&Warning> = t.report.warnings.iter().collect();
         let new: Vec<&Warning> = current.iter().copied().filter(|w| !self.evented.contains(*w)).collect();

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 pub enum Call {
     PolicyStatus(String, UploadPolicyStatus),
     IngressAddresses(String, Vec<String>),
+    /// Cleared, if it still listed these.
+    ClearIngressAddresses(String, Vec<String>),
     Event(String, &'static str),
 }
 
@@ -48,6 +50,10 @@ impl ClusterWriter for RecordingClusterDouble {
 
     async fn patch_ingress_addresses(&self, key: &ObjectKey, addresses: &[String]) -> Result<(), WriteError> {
         self.record(Call::IngressAddresses(key.to_string(), addresses.to_vec()))
+    }
+
+    async fn clear_ingress_addresses(&self, key: &ObjectKey, written: &[String]) -> Result<(), WriteError> {
+        self.record(Call::ClearIngressAddresses(key.to_string(), written.to_vec()))
     }
 
     async fn warning_event(&self, warning: &Warning) -> Result<(), WriteError> {
