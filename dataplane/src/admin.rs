@@ -6,6 +6,10 @@
 //!   the version went back, i.e. the dataplane restarted).
 //! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force and the process is not draining.
 //! - `GET /metrics`: Prometheus text format.
+//!
+//! The same server runs read-only on `--metrics` ([`Access::ReadOnly`]): `/metrics`, `/healthz` and `/readyz` only,
+//! so that Prometheus and the kubelet can reach the pod IP without anyone who reaches it being able to replace
+//! the routes.
 
 use crate::error::{text_response, ProxyBody};
 use crate::Dataplane;
@@ -23,17 +27,26 @@ use tokio::net::TcpListener;
 /// Snapshots larger than this are refused: thousands of Ingresses fit in a few MiB.
 const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
 
+/// What a listener of this server may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Everything, route pushes included: `--admin`, on loopback.
+    Full,
+    /// Reading only (metrics and probes): `--metrics`, which may face the pod network.
+    ReadOnly,
+}
+
 /// Serves the admin API until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, access: Access, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
-            accepted = crate::server::accept(&listener, "admin") => accepted,
+            accepted = crate::server::accept(&listener, if access == Access::Full { "admin" } else { "metrics" }) => accepted,
             _ = &mut shutdown => return,
         };
         let dp = dp.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| handle(dp.clone(), request));
+            let service = hyper::service::service_fn(move |request| handle(dp.clone(), access, request));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -41,8 +54,13 @@ pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, shutdown: impl Fut
     }
 }
 
-async fn handle(dp: Arc<Dataplane>, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(
+    dp: Arc<Dataplane>,
+    access: Access,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
+        (_, "/config") if access == Access::ReadOnly => text_response(StatusCode::NOT_FOUND, "not found\n"),
         (&Method::PUT, "/config") => put_config(&dp, request).await,
         (&Method::GET, "/config") => {
             let version = dp.config.current().version;

@@ -28,6 +28,10 @@ pub struct Args {
     /// Admin listener: route snapshots, health, metrics. Keep it on loopback.
     #[arg(long, env = "HOLDFAST_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
+    /// A read-only listener for Prometheus and probes: GET /metrics, /healthz and /readyz, nothing that changes
+    /// anything, so it may listen on the pod IP (e.g. `0.0.0.0:9913`). Off unless set.
+    #[arg(long, env = "HOLDFAST_METRICS")]
+    pub metrics: Option<SocketAddr>,
     /// Directory for spooled bodies (the pod's emptyDir or PVC). Files in it are unlinked at creation.
     #[arg(long, env = "HOLDFAST_SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
     pub spool_dir: PathBuf,

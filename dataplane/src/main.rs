@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+use holdfast_dataplane::admin::{self, Access};
 use holdfast_dataplane::cli::{Args, LogFormat};
 use holdfast_dataplane::server::{Lingering, ServeOptions};
-use holdfast_dataplane::{admin, server, Dataplane, Settings};
+use holdfast_dataplane::{server, Dataplane, Settings};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -41,8 +42,16 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding --listen-tls {}", args.listen_tls))?;
     let admin_listener =
         TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding --metrics {addr}"))?),
+        None => None,
+    };
+    let metrics = match &metrics_listener {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "off".to_string(),
+    };
     tracing::info!(
-        listen = %listener.local_addr()?, listen_tls = %tls_listener.local_addr()?, admin = %admin_listener.local_addr()?, spool_dir = %args.spool_dir.display(),
+        listen = %listener.local_addr()?, listen_tls = %tls_listener.local_addr()?, admin = %admin_listener.local_addr()?, metrics, spool_dir = %args.spool_dir.display(),
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
         max_requests_per_connection = args.max_requests_per_connection, workers, "holdfast dataplane started"
@@ -57,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
         direct_body_min_bytes: args.direct_body_min_bytes,
     };
     // The admin listener stays up through the drain: the kubelet must see /readyz fail, and metrics stay readable.
-    let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), std::future::pending()));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), Access::Full, std::future::pending()));
+    let metrics_task = metrics_listener
+        .map(|listener| tokio::spawn(admin::serve(listener, dp.clone(), Access::ReadOnly, std::future::pending())));
     let (drain, delay) = (dp.drain.clone(), args.shutdown_delay);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -74,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     let workers = server::Workers::start(workers, listeners, dp, options, move || stopped(stop_rx.clone()))?;
     workers.finished().await?;
     admin_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     tracing::info!("drained; exiting");
     Ok(())
 }

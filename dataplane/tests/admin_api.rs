@@ -65,3 +65,38 @@ async fn metrics_count_requests_bytes_and_replays() {
     }
     assert_eq!(get(dataplane.admin, "/nope").await.0, 404);
 }
+
+#[tokio::test]
+async fn the_metrics_listener_serves_metrics_and_probes_and_refuses_route_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
+    let (spool, snapshot_file) = (dir.path().join("spool"), dir.path().join("snapshot.json"));
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::write(&snapshot_file, snapshot(1, &[upstream.addr], "{}")).unwrap();
+    let dataplane = DataplaneProcess::start(&spool, &snapshot_file, &["--metrics", "127.0.0.1:0"]).await;
+    let metrics = dataplane.metrics.expect("the start-up line names the metrics listener");
+    assert_eq!(get(dataplane.addr, "/").await.0, 200);
+
+    let (status, text) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("holdfast_requests_total{status=\"200\"} 1"), "{text}");
+    assert_eq!(get(metrics, "/healthz").await.0, 200);
+    assert_eq!(get(metrics, "/readyz").await, (200, "ready: snapshot version 1\n".to_string()));
+
+    // Whoever reaches the pod IP cannot replace the routes, nor read the version through it.
+    assert_eq!(push(metrics, &snapshot(2, &[], "{}")).await.0, 404);
+    assert_eq!(get(metrics, "/config").await.0, 404);
+    assert_eq!(get(dataplane.admin, "/config").await.1, r#"{"version":1}"#, "the admin listener is unchanged");
+    assert_eq!(get(dataplane.addr, "/").await.0, 200, "the routes in force still serve");
+}
+
+#[tokio::test]
+async fn without_the_flag_there_is_no_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, snapshot_file) = (dir.path().join("spool"), dir.path().join("snapshot.json"));
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::write(&snapshot_file, snapshot(1, &[], "{}")).unwrap();
+    let dataplane = DataplaneProcess::start(&spool, &snapshot_file, &[]).await;
+    assert_eq!(dataplane.metrics, None);
+    assert_eq!(get(dataplane.admin, "/metrics").await.0, 200, "metrics stay on the admin listener");
+}

@@ -11,7 +11,7 @@ VALUE_SETS = {
     "one-namespace-nodeport": {"replicas": 1, "controller": {"watchNamespace": "apps"},
                                "service": {"type": "NodePort", "externalTrafficPolicy": "Local", "nodePort": 30080},
                                "ingressClass": {"default": True}},
-    "metrics-exposed": {"metrics": {"exposeAdmin": True, "serviceMonitor": {"enabled": True}},
+    "metrics-exposed": {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
                         "controller": {"publishStatusAddress": ["203.0.113.7"],
                                        "defaults": {"maxBodySize": "1Gi", "mode": "Tee", "maxAttempts": 3,
                                                     "upstreamWaitTimeout": "2m"}},

@@ -59,7 +59,8 @@ def test_every_object_is_strictly_valid(value_set, version):
         ({"spool": {"type": "hostPath"}}, "value must be one of"),
         ({"spool": {"emptyDir": {"sizeLimit": "10GB"}}}, "does not match pattern"),
         ({"service": {"type": "Ingress"}}, "value must be one of"),
-        ({"metrics": {"exposeAdmin": "yes"}}, "got string, want boolean"),
+        ({"metrics": {"enabled": "yes"}}, "got string, want boolean"),
+        ({"metrics": {"exposeAdmin": True}}, "additional properties 'exposeAdmin' not allowed"),
         ({"controller": {"defaults": {"upstreamWaitTimeout": "120"}}}, "does not match pattern"),
     ],
 )
@@ -72,7 +73,7 @@ def test_schema_rejects_typos_and_wrong_types(values, complaint):
     "values, complaint",
     [
         ({"spool": {"type": "pvc", "pvc": {"existingClaim": "spool"}}}, "with replicas > 1"),
-        ({"metrics": {"serviceMonitor": {"enabled": True}}}, "needs metrics.exposeAdmin"),
+        ({"metrics": {"serviceMonitor": {"enabled": True}}}, "needs metrics.enabled"),
     ],
 )
 def test_contradictory_values_fail_with_the_reason(values, complaint):
@@ -98,17 +99,21 @@ def test_pods_run_unprivileged_with_a_read_only_root(value_set):
     assert [m["name"] for m in container(objects, "controller")["volumeMounts"]] == ["kube-api-access"]
 
 
-def test_admin_listener_stays_on_loopback_unless_exposed(value_set):
+def test_admin_listener_stays_on_loopback_and_metrics_get_their_own(value_set):
     name, values = value_set
     objects = render(values)
     dataplane = container(objects, "dataplane")
     annotations = workload(objects)["spec"]["template"]["metadata"].get("annotations", {})
+    assert flag(dataplane, "admin") == "127.0.0.1:9901", "route pushes never leave the pod's loopback"
     if name == "metrics-exposed":
-        assert flag(dataplane, "admin") == "0.0.0.0:9901"
-        assert annotations["prometheus.io/port"] == "9901"
-        assert "exposeAdmin is on" in notes(values)
+        assert flag(dataplane, "metrics") == "0.0.0.0:9913"
+        assert annotations["prometheus.io/port"] == "9913"
+        assert [p["name"] for p in dataplane["ports"]] == ["http", "https", "metrics"]
+        monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+        assert ":9913/metrics" in notes(values)
     else:
-        assert flag(dataplane, "admin") == "127.0.0.1:9901"
+        assert "--metrics" not in " ".join(dataplane["args"])
         assert "prometheus.io/scrape" not in annotations
         assert [p["name"] for p in dataplane["ports"]] == ["http", "https"]
     assert flag(container(objects, "controller"), "dataplane-url") == "http://127.0.0.1:9901/config"

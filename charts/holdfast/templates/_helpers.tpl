@@ -79,7 +79,7 @@ limit cannot be sized). */}}
 {{- end -}}
 
 {{- define "holdfast.adminAddress" -}}
-{{- if .Values.metrics.exposeAdmin -}}0.0.0.0{{- else -}}127.0.0.1{{- end -}}:{{ .Values.dataplane.adminPort }}
+127.0.0.1:{{ .Values.dataplane.adminPort }}
 {{- end -}}
 
 {{/* An exec probe: the admin listener is on the pod's loopback, which a kubelet HTTP probe (sent to the pod IP)

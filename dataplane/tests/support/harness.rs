@@ -72,7 +72,7 @@ impl Harness {
             server::Listeners { plain: listener.into_std().unwrap(), tls: tls_listener.into_std().unwrap() };
         let worker_rx = rx.clone();
         server::Workers::start(2, listeners, dp.clone(), options, move || wait(worker_rx.clone())).unwrap();
-        tokio::spawn(admin::serve(admin_listener, dp.clone(), wait(rx)));
+        tokio::spawn(admin::serve(admin_listener, dp.clone(), admin::Access::Full, wait(rx)));
         Harness { dp, addr, tls_addr, admin, spool, stop }
     }
 
@@ -142,6 +142,8 @@ pub struct DataplaneProcess {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The `--metrics` listener, when one was asked for.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl DataplaneProcess {
@@ -161,13 +163,13 @@ impl DataplaneProcess {
             .spawn()
             .expect("start holdfast-dataplane");
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (addr, admin) = loop {
+        let (addr, admin, metrics) = loop {
             let line = lines.next_line().await.unwrap().expect("holdfast-dataplane exited before starting");
             let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             let fields = &log["fields"];
             if fields["message"] == "holdfast dataplane started" {
                 let parse = |key: &str| fields[key].as_str().unwrap().parse::<SocketAddr>().unwrap();
-                break (parse("listen"), parse("admin"));
+                break (parse("listen"), parse("admin"), fields["metrics"].as_str().and_then(|m| m.parse().ok()));
             }
         };
         // Keep reading the log so the pipe never fills; echo it for failing tests.
@@ -176,7 +178,7 @@ impl DataplaneProcess {
                 eprintln!("[dataplane] {line}");
             }
         });
-        DataplaneProcess { child, addr, admin }
+        DataplaneProcess { child, addr, admin, metrics }
     }
 
     pub fn pid(&self) -> u32 {
