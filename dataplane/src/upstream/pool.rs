@@ -61,7 +61,7 @@ struct IdlePlain {
 struct IdleLists {
     hyper: HashMap<(ThreadId, SocketAddr), Vec<Idle>>,
     plain: HashMap<(ThreadId, SocketAddr), Vec<IdlePlain>>,
-    /// When the plain lists were last swept of expired connections (`None`: never).
+    /// When the lists were last swept of expired connections (`None`: never).
     swept: Option<Instant>,
 }
 
@@ -146,10 +146,7 @@ impl Pool {
         conn.shrink_for_idle();
         let mut idle = self.lock(home.shard);
         let now = Instant::now();
-        if idle.swept.is_none_or(|swept| now.duration_since(swept) >= self.idle_timeout) {
-            idle.swept = Some(now);
-            self.sweep_plain(&mut idle, now);
-        }
+        self.sweep_if_due(&mut idle, now);
         let conns = idle.plain.entry((home.thread, conn.addr)).or_default();
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
             conns.retain(|c| now.duration_since(c.since) < self.idle_timeout);
@@ -159,13 +156,23 @@ impl Pool {
         }
     }
 
-    /// Closes the expired plain connections of a shard and forgets endpoints left without any. Nothing reads an
-    /// idle plain socket, so one the upstream has closed stays open on this side (`CLOSE_WAIT`) until it is dropped
-    /// here or at checkout — and an endpoint that is gone (a deleted pod) is never checked out again. Run from
-    /// `put_back_plain` at most once per idle timeout, so that any traffic on a worker sweeps its lists.
-    fn sweep_plain(&self, idle: &mut IdleLists, now: Instant) {
+    /// Closes the expired connections of a shard and forgets endpoints left without any, at most once per idle
+    /// timeout, so that any traffic on a worker sweeps its lists. Nothing reads an idle plain socket, so one the
+    /// upstream has closed stays open on this side (`CLOSE_WAIT`) until it is dropped here or at checkout — and an
+    /// endpoint that is gone (a deleted pod) is never checked out again. Without the sweep, every pod address a
+    /// worker ever sent to would also keep an entry in its lists, empty or not, for as long as the process runs.
+    fn sweep_if_due(&self, idle: &mut IdleLists, now: Instant) {
+        if idle.swept.is_some_and(|swept| now.duration_since(swept) < self.idle_timeout) {
+            return;
+        }
+        idle.swept = Some(now);
+        let young = |since: Instant| now.duration_since(since) < self.idle_timeout;
         idle.plain.retain(|_, conns| {
-            conns.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+            conns.retain(|c| young(c.since));
+            !conns.is_empty()
+        });
+        idle.hyper.retain(|_, conns| {
+            conns.retain(|c| young(c.since) && !c.sender.is_closed());
             !conns.is_empty()
         });
     }
@@ -206,6 +213,7 @@ impl Pool {
 
     fn put_back(&self, conn: Connection) {
         let mut idle = self.lock(conn.home.shard);
+        self.sweep_if_due(&mut idle, Instant::now());
         let conns = idle.hyper.entry((conn.home.thread, conn.addr)).or_default();
         // Expired and closed connections are dropped at checkout; here only the count is bounded.
         if conns.len() >= MAX_IDLE_PER_ENDPOINT {
@@ -261,5 +269,28 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(2), upstream_side.read(&mut byte)).await;
         assert_eq!(read.expect("the idle connection was not closed").unwrap(), 0);
         assert!(pool.checkout_plain(gone.local_addr().unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_no_longer_used_leaves_the_hyper_lists_at_the_next_release() {
+        let pool = Pool::new(Duration::from_millis(100));
+        let (gone, busy) =
+            (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let conn = pool.connect(gone.local_addr().unwrap(), Duration::from_secs(1)).await.unwrap();
+        let (mut upstream_side, _) = gone.accept().await.unwrap();
+        pool.release(conn);
+        // A new hyper connection is ready only once its task has run: the release waits for it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let entries = |pool: &Pool| pool.lock(this_thread().shard).hyper.len();
+        assert_eq!(entries(&pool), 1);
+
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let other = pool.connect(busy.local_addr().unwrap(), Duration::from_secs(1)).await.unwrap();
+        pool.release(other);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(entries(&pool), 1, "only the endpoint in use is left");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), upstream_side.read(&mut byte)).await;
+        assert_eq!(read.expect("the expired connection was not closed").unwrap(), 0);
     }
 }
