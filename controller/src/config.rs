@@ -79,9 +79,25 @@ pub struct Args {
     #[arg(long, env = "HOLDFAST_DEFAULT_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = millis)]
     pub default_upstream_read_timeout: u64,
 
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "HOLDFAST_LOG_JSON")]
+    /// Log format, as the dataplane's `--log-format`.
+    #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The same as `--log-format json`: the flag's earlier name, still accepted.
+    #[arg(long, env = "HOLDFAST_LOG_JSON", hide = true)]
     pub log_json: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Args {
+    /// The log format asked for, by either flag.
+    pub fn logs_as_json(&self) -> bool {
+        self.log_json || self.log_format == LogFormat::Json
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,5 +192,14 @@ mod tests {
         assert!(args.default_policy().unwrap_err().to_string().contains("at most 64 MiB"));
         let args = parse(&["--publish-service", "just-a-name"]).unwrap();
         assert!(args.publish_service().is_err());
+    }
+
+    #[test]
+    fn logs_are_json_with_either_flag_as_the_dataplane_names_it_or_as_it_was_named() {
+        assert!(!parse(&[]).unwrap().logs_as_json());
+        assert!(parse(&["--log-format", "json"]).unwrap().logs_as_json());
+        assert!(parse(&["--log-json"]).unwrap().logs_as_json());
+        assert!(!parse(&["--log-format", "text"]).unwrap().logs_as_json());
+        assert!(parse(&["--log-format", "yaml"]).unwrap_err().to_string().contains("--log-format"));
     }
 }

@@ -14,7 +14,7 @@ use holdfast_controller::{drain, translate};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_json);
+    init_logging(args.logs_as_json());
     let settings = Settings {
         translate: translate::Config {
             controller_name: args.controller_name.clone(),
