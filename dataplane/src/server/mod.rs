@@ -3,7 +3,7 @@
 //!
 //! HTTP/1 connections support half-close (a client may shut down its write side after its request and still get
 //! the response) and close with lingering when a response went out before the request body was read
-//! ([`client_io`]).
+//! (`client_io`).
 //!
 //! [`Workers`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0` and never race a
 //! rebind. On shutdown the listener closes, open connections are asked to finish (keep-alive ends after the request
@@ -51,7 +51,7 @@ pub struct ServeOptions {
     pub lingering: Lingering,
     /// HTTP/1 connections close after this many requests (0: never).
     pub max_requests_per_connection: u32,
-    /// Hand new connections from a busier worker to the least loaded one ([`share`]).
+    /// Hand new connections from a busier worker to the least loaded one (`share`).
     pub balance_connections: bool,
     /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`DirectBody`]); 0: never.
     pub direct_body_min_bytes: u64,

@@ -118,7 +118,7 @@ impl Drop for ReportEnd {
 
 impl Workers {
     /// Starts `count` workers (at least one) serving `listeners` until `shutdown()` resolves in each of them, then
-    /// draining like [`serve_listener`]. `shutdown` is called once per worker, on that worker's thread.
+    /// draining like `serve_listener`. `shutdown` is called once per worker, on that worker's thread.
     pub fn start<S, F>(
         count: usize,
         listeners: Listeners,

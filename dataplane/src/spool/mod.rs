@@ -6,7 +6,7 @@
 //!
 //! One writer (the task reading the client's body) appends; any number of [`SpoolReader`]s read from offset 0 and
 //! follow the writer live (Tee mode replays from the spool and then continues with bytes still arriving). Readers
-//! learn about progress through a `watch` channel, never by polling, in steps (see [`PUBLISH_STEP`]).
+//! learn about progress through a `watch` channel, never by polling, in steps (see `PUBLISH_STEP`).
 //!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came, or spliced
@@ -177,7 +177,7 @@ impl Spool {
         Ok(Arc::new(spool))
     }
 
-    /// Appends bytes from the client. Readers hear of them within [`PUBLISH_STEP`] bytes, or at the latest when the
+    /// Appends bytes from the client. Readers hear of them within `PUBLISH_STEP` bytes, or at the latest when the
     /// writer calls [`Spool::publish`] or [`Spool::finish`].
     pub fn append(&self, data: &Bytes) -> Result<(), SpoolError> {
         let mut inner = self.lock();

@@ -19,7 +19,7 @@ use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags
 /// an unprivileged process may ask for by default (`/proc/sys/fs/pipe-max-size`).
 pub const PIPE_CAPACITY: usize = 1024 * 1024;
 
-/// A pipe of [`PIPE_CAPACITY`], both ends non-blocking.
+/// A pipe of `PIPE_CAPACITY`, both ends non-blocking.
 #[derive(Debug)]
 pub struct BodyPipe {
     read: OwnedFd,
@@ -28,7 +28,7 @@ pub struct BodyPipe {
 
 impl BodyPipe {
     /// A new pipe, or `None` when the system will not give one of full size: out of file descriptors, a
-    /// `pipe-max-size` below [`PIPE_CAPACITY`], or the per-user limit on pipe memory reached. A pipe of the default
+    /// `pipe-max-size` below `PIPE_CAPACITY`, or the per-user limit on pipe memory reached. A pipe of the default
     /// 64 KiB would take sixteen pairs of system calls per MiB, more than the reads it replaces, so the caller then
     /// reads the body into memory as before.
     pub fn new() -> Option<Self> {

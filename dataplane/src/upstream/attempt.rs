@@ -34,7 +34,7 @@ pub struct Answer {
 /// Sends the request to `addr`. A failure on a reused connection before anything came back is retried once on a
 /// fresh connection: the upstream most likely closed the idle connection, which says nothing about its health. The
 /// request may still have reached an upstream that died while working on it, so the retry is numbered as the next
-/// attempt ([`retry_on_new_connection`]).
+/// attempt (`on_new_connection`).
 pub async fn attempt(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<'_>) -> Result<Answer, Failure> {
     match (delivery.body, delivery.head.added.content_length) {
         (BodySource::Empty, _) => return attempt_plain(pool, addr, delivery, None).await,
