@@ -366,3 +366,38 @@ async fn a_head_with_many_fields_passes_up_to_a_hundred_fields() {
     assert_eq!(headers["x-field-59"], "59");
     assert_eq!(request(&mut c, "GET", "/").await.0, 502, "more fields than hyper's client accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_upstream_connection_is_closed_after_the_idle_timeout_without_further_traffic() {
+    // The upstream keeps the connection open after its answer; Holdfast must close it once it has been idle for
+    // --upstream-idle-timeout, even though no request comes to sweep it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        let answered = std::time::Instant::now();
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        let _ = closed_tx.send((n, answered.elapsed()));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, snapshot_file) = (dir.path().join("spool"), dir.path().join("snapshot.json"));
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::write(&snapshot_file, snapshot(1, &[upstream], "{}")).unwrap();
+    let extra = ["--upstream-idle-timeout", "300ms"];
+    let dataplane = support::DataplaneProcess::start(&spool, &snapshot_file, &extra).await;
+    assert_eq!(support::get(dataplane.addr, "/").await, (200, "ok".to_string()));
+    let (read, after) = tokio::time::timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .expect("the idle upstream connection is still open 5 s later")
+        .unwrap();
+    assert_eq!(read, 0, "nothing but the close arrives");
+    assert!(after >= Duration::from_millis(250), "closed after {after:?}, before the idle timeout");
+}

@@ -216,9 +216,12 @@ where
             }
         };
         let Worker { dp, options, acceptor, shutdown } = self;
+        let pool = dp.pool.clone();
         tokio::join!(
             serve_listener(plain, dp.clone(), options.clone(), None, shutdown()),
             serve_listener(tls, dp, options, Some(acceptor), shutdown()),
+            // This worker's idle upstream connections, which only this thread uses.
+            pool.sweep_idle(shutdown()),
         );
         true
     }

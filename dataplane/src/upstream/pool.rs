@@ -156,6 +156,22 @@ impl Pool {
         }
     }
 
+    /// Sweeps this thread's idle lists once per idle timeout until `stop` resolves, so that a connection the upstream
+    /// closed while no request came is dropped (no socket left in `CLOSE_WAIT`) also on a worker without traffic.
+    /// Each worker runs one ([`crate::server`]).
+    pub async fn sweep_idle(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.idle_timeout) => {
+                    let mut idle = self.lock(this_thread().shard);
+                    self.sweep_if_due(&mut idle, Instant::now());
+                }
+                () = &mut stop => return,
+            }
+        }
+    }
+
     /// Closes the expired connections of a shard and forgets endpoints left without any, at most once per idle
     /// timeout, so that any traffic on a worker sweeps its lists. Nothing reads an idle plain socket, so one the
     /// upstream has closed stays open on this side (`CLOSE_WAIT`) until it is dropped here or at checkout — and an
@@ -269,6 +285,26 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(2), upstream_side.read(&mut byte)).await;
         assert_eq!(read.expect("the idle connection was not closed").unwrap(), 0);
         assert!(pool.checkout_plain(gone.local_addr().unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_idle_connection_is_closed_on_a_worker_that_sends_nothing_more() {
+        let pool = Pool::new(Duration::from_millis(100));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.sweep_idle(async move { _ = stop_rx.await }).await }
+        });
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let conn = pool.connect_plain(gone.local_addr().unwrap(), Duration::from_secs(1)).await.unwrap();
+        let (mut upstream_side, _) = gone.accept().await.unwrap();
+        pool.put_back_plain(conn);
+        // No release or checkout follows: only the sweeper can close it.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), upstream_side.read(&mut byte)).await;
+        assert_eq!(read.expect("the idle connection was not closed").unwrap(), 0);
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), sweeper).await.expect("the sweeper did not stop").unwrap();
     }
 
     #[tokio::test]
