@@ -474,11 +474,19 @@ impl Drop for Spool {
         let mut inner = self.lock();
         let (reserved, file_len, file) = (inner.reserved, inner.file_len, inner.file.take());
         drop(inner);
-        self.config.quota.release(reserved);
-        self.config.metrics.spool_bytes.dec_by(file_len as i64);
-        if let Some(file) = file {
-            self.config.metrics.spool_files.dec();
-            close_in_background(file, file_len);
+        // The quota and the gauges count the disk the file holds, so they are given back once it is closed: with a
+        // spool directory sized to `--spool-quota`, a request admitted meanwhile must find its blocks free.
+        let (quota, metrics) = (self.config.quota.clone(), self.config.metrics.clone());
+        let release = move |had_file: bool| {
+            quota.release(reserved);
+            metrics.spool_bytes.dec_by(file_len as i64);
+            if had_file {
+                metrics.spool_files.dec();
+            }
+        };
+        match file {
+            Some(file) => close_in_background(file, file_len, move || release(true)),
+            None => release(false),
         }
     }
 }
@@ -486,14 +494,18 @@ impl Drop for Spool {
 /// Files at least this large are closed on a blocking thread rather than where the spool is dropped.
 const BACKGROUND_CLOSE: u64 = 8 * 1024 * 1024;
 
-/// Closes a spool file. Closing the last handle of an unlinked file frees its page cache and its blocks — 32 ms for
-/// 1 GiB on ext4, measured — and a spool is dropped by the request that is about to answer its client, on the worker
-/// that serves other connections too. So a large file is closed on tokio's blocking pool; without a runtime (or if
-/// the runtime is shutting down and drops the job) it is closed here.
-fn close_in_background(file: Arc<File>, len: u64) {
+/// Closes a spool file, then runs `closed`. Closing the last handle of an unlinked file frees its page cache and its
+/// blocks — 32 ms for 1 GiB on ext4, measured — and a spool is dropped by the request that is about to answer its
+/// client, on the worker that serves other connections too. So a large file is closed on tokio's blocking pool;
+/// without a runtime (or if the runtime is shutting down and drops the job) it is closed here.
+fn close_in_background(file: Arc<File>, len: u64, closed: impl FnOnce() + Send + 'static) {
+    let close = move || {
+        drop(file);
+        closed();
+    };
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if len >= BACKGROUND_CLOSE => drop(runtime.spawn_blocking(move || drop(file))),
-        _ => drop(file),
+        Ok(runtime) if len >= BACKGROUND_CLOSE => drop(runtime.spawn_blocking(close)),
+        _ => close(),
     }
 }
 

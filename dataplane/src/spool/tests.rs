@@ -225,20 +225,27 @@ fn open_files_in(dir: &std::path::Path) -> usize {
 }
 
 #[tokio::test]
-async fn a_large_spool_file_is_closed_in_the_background_once_the_spool_is_dropped() {
+async fn a_large_spool_file_is_closed_in_the_background_and_its_quota_given_back_only_then() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 0);
-    let len = BACKGROUND_CLOSE + 1;
+    // Large enough that closing it (freeing its page cache and blocks) takes a few milliseconds.
+    let len = 64 * 1024 * 1024;
     let spool = Spool::new(cfg.clone(), 4096, Some(len), false).unwrap();
     spool.append(&Bytes::from(vec![7u8; len as usize])).unwrap();
     spool.finish();
     assert_eq!(open_files_in(dir.path()), 1);
     drop(spool);
-    // The accounting is immediate; the descriptor goes within moments, on the blocking pool.
-    assert_eq!((cfg.quota.used(), cfg.metrics.spool_files.get()), (0, 0));
+    // The descriptor goes within moments, on the blocking pool; until it has, the file's disk stays counted. The
+    // quota is read first: once it shows the bytes given back, the file must already be closed.
     let closed = async {
-        while open_files_in(dir.path()) > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        loop {
+            let (used, files) = (cfg.quota.used(), cfg.metrics.spool_files.get());
+            let open = open_files_in(dir.path());
+            assert!(used > 0 || open == 0, "the quota was given back while the file was still open");
+            if used == 0 && files == 0 && open == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
         }
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), closed).await.expect("the spool file is closed");
