@@ -497,8 +497,8 @@ const BACKGROUND_CLOSE: u64 = 8 * 1024 * 1024;
 /// Closes a spool file, then runs `closed`. Closing the last handle of an unlinked file frees its page cache and its
 /// blocks — 32 ms for 1 GiB on ext4, measured — and a spool is dropped by the request that is about to answer its
 /// client, on the worker that serves other connections too. So a large file is closed on tokio's blocking pool;
-/// without a runtime it is closed here. A job the runtime drops unrun (it is shutting down) closes the file and
-/// runs `closed` all the same, as it is dropped.
+/// without a runtime it is closed here. A job the blocking pool drops unrun (one spawned while the runtime shuts down,
+/// by a task dropped with it) closes the file and runs `closed` all the same, as it is dropped.
 fn close_in_background(file: Arc<File>, len: u64, closed: impl FnOnce() + Send + 'static) {
     let closing = Closing { file: Some(file), closed: Some(closed) };
     match tokio::runtime::Handle::try_current() {

@@ -363,3 +363,26 @@ async fn ended_waits_for_the_end_of_the_body_not_for_its_progress() {
         assert_eq!(spool.ended().await.is_ok(), complete);
     }
 }
+
+#[test]
+fn a_close_job_the_runtime_drops_unrun_still_closes_the_file_and_gives_the_quota_back() {
+    // A spool dropped while its runtime shuts down (a task holding it dropped with the runtime) has its close job
+    // refused by the blocking pool, which drops it without running it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let handle = runtime.handle().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 0);
+    let len = BACKGROUND_CLOSE + 1;
+    let spool = runtime.block_on(async {
+        let spool = Spool::new(cfg.clone(), 4096, Some(len), false).unwrap();
+        spool.append(&Bytes::from(vec![7u8; len as usize])).unwrap();
+        spool.finish();
+        spool
+    });
+    runtime.shutdown_background();
+    let _context = handle.enter();
+    drop(spool);
+    assert_eq!(open_files_in(dir.path()), 0, "the file is closed");
+    assert_eq!(cfg.quota.used(), 0, "the quota is given back");
+    assert_eq!((cfg.metrics.spool_files.get(), cfg.metrics.spool_bytes.get()), (0, 0));
+}
