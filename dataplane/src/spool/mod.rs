@@ -476,8 +476,8 @@ impl Drop for Spool {
         drop(inner);
         // The quota and the gauges count the disk the file holds, so they are given back once it is closed: with a
         // spool directory sized to `--spool-quota`, a request admitted meanwhile must find its blocks free.
-        let (quota, metrics) = (self.config.quota.clone(), self.config.metrics.clone());
-        let release = move |had_file: bool| {
+        let (quota, metrics, had_file) = (self.config.quota.clone(), self.config.metrics.clone(), file.is_some());
+        let release = move || {
             quota.release(reserved);
             metrics.spool_bytes.dec_by(file_len as i64);
             if had_file {
@@ -485,8 +485,8 @@ impl Drop for Spool {
             }
         };
         match file {
-            Some(file) => close_in_background(file, file_len, move || release(true)),
-            None => release(false),
+            Some(file) => close_in_background(file, file_len, release),
+            None => release(),
         }
     }
 }
