@@ -32,6 +32,8 @@ RUN mkdir -p e2e/src && : > e2e/src/lib.rs \
         mkdir -p "$crate/src/bin" && echo 'fn main() {}' > "$crate/src/main.rs" && : > "$crate/src/lib.rs"; \
     done \
     && echo 'fn main() {}' > dataplane/src/bin/hash_upstream.rs \
+    && echo 'fn main() {}' > dataplane/src/bin/ws_peer.rs \
+    && echo 'fn main() {}' > dataplane/src/bin/grpc_peer.rs \
     && echo 'fn main() {}' > crds/src/bin/crdgen.rs \
     && cargo build --release --locked -p holdfast-controller \
     && cargo fetch --locked \

@@ -5,6 +5,12 @@
 //! arrived complete is appended as one JSON line to `--deliveries`, so a test can count complete deliveries across
 //! restarts of this process. `--progress` prints `progress BYTES` after every MiB so that a test can kill the process
 //! at a chosen point of a delivery; `--read-rate` slows the reading so that the point can be hit reliably.
+//! `--tls-self-signed NAME --write-ca FILE` serves HTTPS (HTTP/1.1 or h2 by ALPN) with a certificate for NAME from a
+//! CA made at start, and prints `sni NAME` (or `sni none`) for each handshake, or `tls handshake failed: …`, so
+//! that a test can check what a TLS client sent and that a refused one never got to send a request.
+
+#[path = "peer/self_signed.rs"]
+mod self_signed;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -44,24 +50,39 @@ struct Args {
     /// response, as from an upstream with its own body limit). Rejections are logged to `--deliveries` too.
     #[arg(long)]
     reject_after: Option<u64>,
+    #[command(flatten)]
+    tls: self_signed::TlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    let tls = args.tls.server_config(&[b"h2", b"http/1.1"])?.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind(args.listen).await?;
     println!("listening {}", listener.local_addr()?);
     std::io::stdout().flush()?;
     loop {
         let (stream, _) = listener.accept().await?;
         let args = args.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(args.clone(), req));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let Some(tls) = tls else { return serve(args, stream).await };
+            match tls.accept(stream).await {
+                Ok(stream) => {
+                    println!("sni {}", self_signed::sni_of(stream.get_ref().1));
+                    serve(args, stream).await
+                }
+                Err(error) => println!("tls handshake failed: {error}"),
+            }
         });
     }
+}
+
+async fn serve(args: Arc<Args>, stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static) {
+    let service = hyper::service::service_fn(move |req| handle(args.clone(), req));
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Response<Full<Bytes>>> {
