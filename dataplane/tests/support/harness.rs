@@ -141,16 +141,18 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub struct DataplaneProcess {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
     pub admin: SocketAddr,
     /// The `--metrics` listener, when one was asked for.
     pub metrics: Option<SocketAddr>,
+    /// Its log (JSON lines, `--log-format json`), kept for assertions and echoed for failing tests.
+    pub log: super::lines::Lines,
 }
 
 impl DataplaneProcess {
     /// Starts the binary on ports of its own choosing with a snapshot file, and reads the bound addresses from its
     /// start-up log line (no port is picked by the test, so none can be raced).
     pub async fn start(spool_dir: &Path, snapshot_file: &Path, extra: &[&str]) -> Self {
-        use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdfast-dataplane"))
             .args(["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(["--log-format", "json", "--spool-dir"])
@@ -162,26 +164,29 @@ impl DataplaneProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("start holdfast-dataplane");
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (addr, admin, metrics) = loop {
-            let line = lines.next_line().await.unwrap().expect("holdfast-dataplane exited before starting");
-            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            let fields = &log["fields"];
-            if fields["message"] == "holdfast dataplane started" {
-                let parse = |key: &str| fields[key].as_str().unwrap().parse::<SocketAddr>().unwrap();
-                break (parse("listen"), parse("admin"), fields["metrics"].as_str().and_then(|m| m.parse().ok()));
-            }
-        };
-        // Keep reading the log so the pipe never fills; echo it for failing tests.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[dataplane] {line}");
-            }
-        });
-        DataplaneProcess { child, addr, admin, metrics }
+        let log = super::lines::Lines::follow(child.stderr.take().unwrap(), "dataplane", true, |_| {});
+        let started =
+            log.wait_for_nth(1, Duration::from_secs(30), |line| log_message(line) == "holdfast dataplane started");
+        let fields = serde_json::from_str::<serde_json::Value>(&started.await).unwrap()["fields"].clone();
+        let parse = |key: &str| fields[key].as_str().unwrap().parse::<SocketAddr>().unwrap();
+        let metrics = fields["metrics"].as_str().and_then(|m| m.parse().ok());
+        DataplaneProcess {
+            child,
+            addr: parse("listen"),
+            tls_addr: parse("listen_tls"),
+            admin: parse("admin"),
+            metrics,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }
+}
+
+/// The `message` of one JSON log line; empty for anything else.
+pub fn log_message(line: &str) -> String {
+    let parsed = serde_json::from_str::<serde_json::Value>(line).unwrap_or_default();
+    parsed["fields"]["message"].as_str().unwrap_or_default().to_string()
 }

@@ -1,11 +1,11 @@
-//! `holdfast-hash-upstream` as a real child process.
+//! `holdfast-hash-upstream` as a real child process, plain or serving TLS.
 
+use super::lines::Lines;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -19,6 +19,10 @@ pub struct UpstreamProcess {
     /// While the process is dead, its port stays bound (not listening: connections are refused, as to a dead pod),
     /// so that a listener started meanwhile — another test's, under load — cannot be given it and answer in its place.
     placeholder: Option<socket2::Socket>,
+    /// Everything it printed (`progress …`, and `sni …` / `tls handshake failed: …` when it serves TLS).
+    pub lines: Lines,
+    /// The CA of its certificate, when started with [`UpstreamProcess::start_tls`].
+    pub ca_pem: Option<String>,
 }
 
 impl UpstreamProcess {
@@ -33,19 +37,29 @@ impl UpstreamProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("start holdfast-hash-upstream");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next_line().await.unwrap().expect("upstream printed nothing");
-        let addr: SocketAddr = first.strip_prefix("listening ").expect("listening line").parse().unwrap();
         let (tx, progress) = watch::channel(0u64);
         let tx = Arc::new(tx);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(n) = line.strip_prefix("progress ") {
-                    tx.send_replace(n.parse().unwrap_or(0));
-                }
+        let lines = Lines::follow(child.stdout.take().unwrap(), "hash-upstream", false, move |line| {
+            if let Some(n) = line.strip_prefix("progress ") {
+                tx.send_replace(n.parse().unwrap_or(0));
             }
         });
-        UpstreamProcess { child, addr, progress, deliveries: deliveries.to_path_buf(), extra, placeholder: None }
+        let first = lines.wait_for("listening ", std::time::Duration::from_secs(20)).await;
+        let addr: SocketAddr = first.strip_prefix("listening ").expect("listening line").parse().unwrap();
+        let ca_file = extra.iter().position(|a| a == "--write-ca").and_then(|i| extra.get(i + 1));
+        let ca_pem = ca_file.map(|file| std::fs::read_to_string(file).expect("the upstream wrote its CA"));
+        let deliveries = deliveries.to_path_buf();
+        UpstreamProcess { child, addr, progress, deliveries, extra, placeholder: None, lines, ca_pem }
+    }
+
+    /// As [`UpstreamProcess::start`], serving TLS with a certificate for `name` from a CA of its own, written next
+    /// to `deliveries` and kept in [`UpstreamProcess::ca_pem`].
+    pub async fn start_tls(addr: &str, deliveries: &Path, name: &str, extra: &[&str]) -> Self {
+        let ca_file = deliveries.with_extension("ca.pem");
+        let ca_file = ca_file.to_str().expect("a UTF-8 temp path");
+        let mut args = vec!["--tls-self-signed", name, "--write-ca", ca_file];
+        args.extend(extra);
+        Self::start(addr, deliveries, &args).await
     }
 
     /// Waits until the body being received has reached `bytes`.
@@ -74,7 +88,7 @@ impl UpstreamProcess {
 }
 
 /// Binds `addr` without listening. Best effort: if the port cannot be held, the test runs as it would have.
-fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
+pub fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).ok()?;
     socket.set_reuse_address(true).ok()?;
     socket.bind(&addr.into()).ok()?;
