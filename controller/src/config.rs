@@ -79,6 +79,10 @@ pub struct Args {
     #[arg(long, env = "HOLDFAST_DEFAULT_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = millis)]
     pub default_upstream_read_timeout: u64,
 
+    /// Default idle limit of a WebSocket (or other Upgrade) tunnel: no byte either way for this long closes it.
+    #[arg(long, env = "HOLDFAST_DEFAULT_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = millis)]
+    pub default_tunnel_idle_timeout: u64,
+
     /// Log format, as the dataplane's `--log-format`.
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -125,6 +129,7 @@ impl Args {
                 upstream_connect_ms: self.default_upstream_connect_timeout,
                 upstream_send_ms: self.default_upstream_send_timeout,
                 upstream_read_ms: self.default_upstream_read_timeout,
+                tunnel_idle_ms: self.default_tunnel_idle_timeout,
             },
             ..Policy::default()
         };
@@ -183,6 +188,7 @@ mod tests {
             (&["--default-max-body-size", "10GB"][..], "unknown suffix"),
             (&["--default-mode", "Fast"], "unknown mode"),
             (&["--default-upstream-read-timeout", "30"], "needs a unit"),
+            (&["--default-tunnel-idle-timeout", "forever"], "invalid value"),
         ];
         for (args, expected) in cases {
             let error = parse(args).unwrap_err().to_string();
@@ -192,6 +198,15 @@ mod tests {
         assert!(args.default_policy().unwrap_err().to_string().contains("at most 64 MiB"));
         let args = parse(&["--publish-service", "just-a-name"]).unwrap();
         assert!(args.publish_service().is_err());
+    }
+
+    #[test]
+    fn tunnel_idle_timeout_defaults_to_an_hour_and_sets_the_default_policy() {
+        assert_eq!(parse(&[]).unwrap().default_policy().unwrap().timeouts.tunnel_idle_ms, 3_600_000);
+        let args = parse(&["--default-tunnel-idle-timeout", "90m"]).unwrap();
+        assert_eq!(args.default_policy().unwrap().timeouts.tunnel_idle_ms, 5_400_000);
+        let args = parse(&["--default-tunnel-idle-timeout", "0s"]).unwrap();
+        assert!(args.default_policy().unwrap_err().to_string().contains("tunnelIdleMs"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct PolicyOverrides {
     pub upstream_connect_ms: Option<u64>,
     pub upstream_send_ms: Option<u64>,
     pub upstream_read_ms: Option<u64>,
+    pub tunnel_idle_ms: Option<u64>,
 }
 
 impl PolicyOverrides {
@@ -76,6 +77,7 @@ impl PolicyOverrides {
             millis("spec.timeouts.upstreamConnectTimeout", &t.upstream_connect_timeout, &mut errors);
         o.upstream_send_ms = millis("spec.timeouts.upstreamSendTimeout", &t.upstream_send_timeout, &mut errors);
         o.upstream_read_ms = millis("spec.timeouts.upstreamReadTimeout", &t.upstream_read_timeout, &mut errors);
+        o.tunnel_idle_ms = millis("spec.timeouts.tunnelIdleTimeout", &t.tunnel_idle_timeout, &mut errors);
         if let Err(problem) = o.check() {
             errors.push(FieldError { field: "spec".to_string(), problem });
         }
@@ -100,6 +102,7 @@ impl PolicyOverrides {
         set(&mut policy.timeouts.upstream_connect_ms, self.upstream_connect_ms);
         set(&mut policy.timeouts.upstream_send_ms, self.upstream_send_ms);
         set(&mut policy.timeouts.upstream_read_ms, self.upstream_read_ms);
+        set(&mut policy.timeouts.tunnel_idle_ms, self.tunnel_idle_ms);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -169,6 +172,7 @@ mod tests {
                 upstream_connect_timeout: Some("250ms".into()),
                 upstream_send_timeout: Some("1m".into()),
                 upstream_read_timeout: Some("5m".into()),
+                tunnel_idle_timeout: Some("2h".into()),
             }),
             ..spec()
         };
@@ -183,6 +187,7 @@ mod tests {
         assert_eq!(p.timeouts.client_body_ms, 90_000);
         assert_eq!(p.timeouts.upstream_connect_ms, 250);
         assert_eq!(p.timeouts.upstream_read_ms, 300_000);
+        assert_eq!(p.timeouts.tunnel_idle_ms, 7_200_000);
     }
 
     #[test]

@@ -148,6 +148,12 @@ pub struct TimeoutsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub upstream_read_timeout: Option<String>,
+    /// Longest a WebSocket (or other HTTP/1.1 Upgrade) tunnel may carry no byte in either direction before it is
+    /// closed. WebSocket applications ping every 20-60 s, so a long limit never cuts a live tunnel and still frees one
+    /// whose peer vanished. Default: `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub tunnel_idle_timeout: Option<String>,
 }
 
 /// What the controller made of the policy.

@@ -14,7 +14,7 @@ VALUE_SETS = {
     "metrics-exposed": {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
                         "controller": {"publishStatusAddress": ["203.0.113.7"],
                                        "defaults": {"maxBodySize": "1Gi", "mode": "Tee", "maxAttempts": 3,
-                                                    "upstreamWaitTimeout": "2m"}},
+                                                    "upstreamWaitTimeout": "2m", "tunnelIdleTimeout": "30m"}},
                         "dataplane": {"upstreamIdleTimeout": "3s", "headerReadTimeout": "10s", "workers": 4}},
 }
 

@@ -4,7 +4,7 @@
 
 use super::report::Reason;
 use crate::index::{Index, ObjectKey, PortRef, ServicePortModel, SliceModel};
-use holdfast_snapshot::{Backend, Balance, Endpoint};
+use holdfast_snapshot::{Backend, Endpoint};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -24,7 +24,7 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
     let key = ObjectKey::new(namespace, service);
     let empty = |name: String, reason, message| Resolution {
         name,
-        backend: Backend { endpoints: Vec::new(), balance: Balance::default() },
+        backend: Backend::default(),
         problem: Some((reason, message)),
     };
     let Some(svc) = index.services.get(&key) else {
@@ -42,7 +42,7 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
     let endpoints = endpoints(index, &key, &service_port.name);
     Ok(Resolution {
         name: format!("{key}:{}", service_port.port),
-        backend: Backend { endpoints, balance: Balance::default() },
+        backend: Backend { endpoints, ..Default::default() },
         problem: None,
     })
 }

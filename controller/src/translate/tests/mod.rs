@@ -6,6 +6,7 @@ mod invalid;
 mod policies;
 mod routing;
 mod tls;
+mod tunnels;
 
 use super::{translate, Config, Translation};
 use crate::index::{Index, IndexKind, ObjectKey};
