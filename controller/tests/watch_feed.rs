@@ -66,3 +66,28 @@ async fn watch_events_reach_the_published_snapshot() {
     trigger.fire();
     publisher.await.unwrap();
 }
+
+#[test]
+fn a_relist_of_the_opaque_secret_watch_keeps_the_tls_secrets_of_the_other_watch() {
+    use holdfast_controller::index::{ObjectKey, OpaqueSecret};
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = |name: &str, type_: &str, key: &str| -> Secret {
+        objects::from(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+            "type": type_, "stringData": {key: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}
+        }))
+    };
+    let shared = Shared::default();
+    let mut tls = WatchFeed::<Secret>::default();
+    let mut opaque = WatchFeed::<OpaqueSecret>::default();
+    tls.handle(Event::Apply(secret("listener", "kubernetes.io/tls", "tls.crt")), &shared);
+    for event in [Event::Init, Event::InitApply(OpaqueSecret(secret("ca", "Opaque", "ca.crt"))), Event::InitDone] {
+        opaque.handle(event, &shared);
+    }
+    let (tls_count, ca_count, uid) = shared.read(|index| {
+        let uid = index.uid("Secret", &ObjectKey::new("default", "listener")).map(str::to_string);
+        (index.secrets.len(), index.ca_secrets.len(), uid)
+    });
+    assert_eq!((tls_count, ca_count), (1, 1));
+    assert_eq!(uid.as_deref(), Some("uid-listener"), "the Opaque relist must not forget the TLS Secret's uid");
+}

@@ -4,7 +4,7 @@
 use super::model::*;
 use super::policy::PolicyModel;
 use holdfast_crds::UploadPolicy;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
@@ -14,7 +14,6 @@ pub const POLICY_ANNOTATION: &str = "holdfast.io/upload-policy";
 pub const SSL_REDIRECT_ANNOTATION: &str = "holdfast.io/ssl-redirect";
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 pub trait Convert {
     type Model;
@@ -87,11 +86,11 @@ impl Convert for Service {
     type Model = ServiceModel;
     fn convert(self, _: &ObjectKey, _: Option<&Self::Model>) -> Option<Self::Model> {
         let spec = self.spec.unwrap_or_default();
-        let ports = spec
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| ServicePortModel { name: p.name.unwrap_or_default(), port: p.port });
+        let ports = spec.ports.unwrap_or_default().into_iter().map(|p| ServicePortModel {
+            name: p.name.unwrap_or_default(),
+            port: p.port,
+            app_protocol: p.app_protocol,
+        });
         Some(ServiceModel { external_name: spec.type_.as_deref() == Some("ExternalName"), ports: ports.collect() })
     }
 }
@@ -121,24 +120,6 @@ impl Convert for EndpointSlice {
             ports: ports.collect(),
             endpoints: endpoints.collect(),
         })
-    }
-}
-
-impl Convert for Secret {
-    type Model = TlsSecretModel;
-    fn convert(self, _: &ObjectKey, _: Option<&Self::Model>) -> Option<Self::Model> {
-        if self.type_.as_deref() != Some(TLS_SECRET_TYPE) {
-            return None;
-        }
-        // `stringData` only exists in manifests (the API server folds it into `data`), but the file source reads
-        // manifests.
-        let pem = |name: &str| {
-            let from_data =
-                self.data.as_ref().and_then(|d| d.get(name)).and_then(|v| String::from_utf8(v.0.clone()).ok());
-            let from_string_data = || self.string_data.as_ref().and_then(|d| d.get(name)).cloned();
-            from_data.or_else(from_string_data).filter(|p| !p.trim().is_empty()).map(Pem)
-        };
-        Some(TlsSecretModel { cert_pem: pem("tls.crt"), key_pem: pem("tls.key") })
     }
 }
 

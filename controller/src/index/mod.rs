@@ -8,9 +8,11 @@
 mod convert;
 pub mod model;
 mod policy;
+mod secret;
 
 pub use model::*;
 pub use policy::PolicyModel;
+pub use secret::OpaqueSecret;
 
 use holdfast_crds::UploadPolicy;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -25,9 +27,12 @@ pub struct Index {
     pub ingresses: BTreeMap<ObjectKey, IngressModel>,
     pub services: BTreeMap<ObjectKey, ServiceModel>,
     pub slices: BTreeMap<ObjectKey, SliceModel>,
+    /// `kubernetes.io/tls` Secrets.
     pub secrets: BTreeMap<ObjectKey, TlsSecretModel>,
+    /// `Opaque` Secrets that carry a `ca.crt` (for HTTPS upstreams), from their own watch.
+    pub ca_secrets: BTreeMap<ObjectKey, CaSecretModel>,
     pub policies: BTreeMap<ObjectKey, PolicyModel>,
-    /// `metadata.uid` of every indexed object that has one, by kind and key: warnings carry it to their events.
+    /// `metadata.uid` of every indexed object that has one, by store and key: warnings carry it to their events.
     uids: BTreeMap<(&'static str, ObjectKey), String>,
 }
 
@@ -44,6 +49,9 @@ pub enum IndexError {
 pub trait IndexKind: Sized {
     /// The Kubernetes kind, for logs and warnings.
     const KIND: &'static str;
+    /// The store this kind fills, where it differs from `KIND`: one API kind read by two watches (Secrets by type)
+    /// fills two stores, and a relist of one must not touch the other's objects.
+    const STORE: &'static str = Self::KIND;
     /// Cluster-scoped kinds are keyed with an empty namespace.
     const NAMESPACED: bool = true;
     type Model;
@@ -76,11 +84,11 @@ impl Index {
         match object.convert(&key, store.get(&key)) {
             Some(model) => {
                 store.insert(key.clone(), model);
-                self.set_uid(K::KIND, key, uid);
+                self.set_uid(K::STORE, key, uid);
             }
             None => {
                 store.remove(&key);
-                self.uids.remove(&(K::KIND, key));
+                self.uids.remove(&(K::STORE, key));
             }
         };
         Ok(())
@@ -90,11 +98,11 @@ impl Index {
     pub fn delete<K: IndexKind>(&mut self, object: &K) -> Result<(), IndexError> {
         let key = object.key()?;
         K::store(self).remove(&key);
-        self.uids.remove(&(K::KIND, key));
+        self.uids.remove(&(K::STORE, key));
         Ok(())
     }
 
-    /// The `metadata.uid` of an indexed object of `kind`, if it had one.
+    /// The `metadata.uid` of an indexed object of `kind` (its store, for the kinds read into two), if it had one.
     pub fn uid(&self, kind: &'static str, key: &ObjectKey) -> Option<&str> {
         self.uids.get(&(kind, key.clone())).map(String::as_str)
     }
@@ -127,9 +135,9 @@ impl Index {
             }
         }
         *K::store(self) = next;
-        self.uids.retain(|(kind, _), _| *kind != K::KIND);
+        self.uids.retain(|(store, _), _| *store != K::STORE);
         for (key, uid) in uids {
-            self.set_uid(K::KIND, key, uid);
+            self.set_uid(K::STORE, key, uid);
         }
         errors
     }
@@ -161,3 +169,19 @@ index_kind!(Service, "Service", services, true);
 index_kind!(EndpointSlice, "EndpointSlice", slices, true);
 index_kind!(Secret, "Secret", secrets, true);
 index_kind!(UploadPolicy, "UploadPolicy", policies, true);
+
+impl IndexKind for OpaqueSecret {
+    const KIND: &'static str = "Secret";
+    const STORE: &'static str = "Secret/Opaque";
+    type Model = CaSecretModel;
+
+    fn store(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self::Model> {
+        &mut index.ca_secrets
+    }
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.0.metadata
+    }
+    fn convert(self, key: &ObjectKey, previous: Option<&Self::Model>) -> Option<Self::Model> {
+        convert::Convert::convert(self, key, previous)
+    }
+}

@@ -127,6 +127,9 @@ pub struct ServicePortModel {
     /// Empty for the single unnamed port; EndpointSlice ports carry the same name.
     pub name: String,
     pub port: i32,
+    /// `appProtocol` (KEP-3726), as written: what the endpoints speak on this port. Kept verbatim because the API
+    /// compares these values case-sensitively.
+    pub app_protocol: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +156,21 @@ pub struct SliceEndpointModel {
     pub terminating: bool,
 }
 
-/// A `kubernetes.io/tls` Secret's certificate chain and key, as PEM text. `None` when absent, empty or not UTF-8.
+/// A `kubernetes.io/tls` Secret's certificate chain and key, as PEM text, and the CA bundle some issuers add
+/// (cert-manager's `ca.crt`). `None` when absent, empty or not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSecretModel {
+    pub cert_pem: Option<Pem>,
+    pub key_pem: Option<Pem>,
+    pub ca_pem: Option<Pem>,
+}
+
+/// An `Opaque` Secret that carries a `ca.crt` (ingress-nginx's `proxy-ssl-secret` layout, made with `kubectl create
+/// secret generic --from-file=ca.crt=…`). Only `ca.crt`, `tls.crt` and `tls.key` (a client certificate for mutual
+/// TLS) are kept; every other key of the Secret is dropped when it is converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSecretModel {
+    pub ca_pem: Pem,
     pub cert_pem: Option<Pem>,
     pub key_pem: Option<Pem>,
 }

@@ -7,7 +7,7 @@
 //! index is reset per kind to the union of all files, exactly like a relist from the API.
 
 use crate::drain::Shutdown;
-use crate::index::{Index, IndexError, IndexKind};
+use crate::index::{Index, IndexError, IndexKind, OpaqueSecret};
 use crate::publish::Shared;
 use holdfast_crds::UploadPolicy;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -62,7 +62,10 @@ impl Objects {
         errors.extend(index.reset(self.ingresses));
         errors.extend(index.reset(self.services));
         errors.extend(index.reset(self.slices));
+        // As from the API, where two watches read them: TLS Secrets, and Opaque ones (kept only with a `ca.crt`).
+        let opaque = self.secrets.iter().cloned().map(OpaqueSecret).collect();
         errors.extend(index.reset(self.secrets));
+        errors.extend(index.reset::<OpaqueSecret>(opaque));
         errors.extend(index.reset(self.policies));
         errors
     }

@@ -3,13 +3,13 @@
 //! deleted while the watch was down leave the index.
 
 use crate::drain::Shutdown;
-use crate::index::IndexKind;
+use crate::index::{IndexKind, OpaqueSecret};
 use crate::lease::{self, LeaseTiming};
 use crate::publish::Shared;
 use crate::status::kube_api::KubeClusterWriter;
 use crate::status::{self, Addresses};
 use crate::translate::Translation;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use holdfast_crds::UploadPolicy;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -55,14 +55,17 @@ impl KubeSource {
         let writer = KubeClusterWriter::new(self.client.clone(), self.identity.clone());
         tasks.spawn(status::run(writer, published, leader_rx, self.addresses.clone(), shutdown.clone()));
         let all = watcher::Config::default();
-        // Only TLS Secrets are read: the controller has no business seeing other Secrets' data.
+        // Only TLS and Opaque Secrets are read, and of the Opaque ones the index keeps only those with a `ca.crt`
+        // (upstream CAs), and only their PEM keys: the controller has no business keeping other Secrets' data.
         let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let opaque = watcher::Config::default().fields("type=Opaque");
         let c = &self.client;
         tasks.spawn(watch_kind(Api::<IngressClass>::all(c.clone()), all.clone(), shared.clone(), shutdown.clone()));
         tasks.spawn(watch_kind(self.api::<Ingress>(), all.clone(), shared.clone(), shutdown.clone()));
         tasks.spawn(watch_kind(self.api::<Service>(), all.clone(), shared.clone(), shutdown.clone()));
         tasks.spawn(watch_kind(self.api::<EndpointSlice>(), all.clone(), shared.clone(), shutdown.clone()));
         tasks.spawn(watch_kind(self.api::<Secret>(), tls, shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_as::<Secret, OpaqueSecret>(self.api::<Secret>(), opaque, shared.clone(), shutdown.clone()));
         tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, shared, shutdown));
     }
 
@@ -79,16 +82,36 @@ impl KubeSource {
 }
 
 /// Watches one kind until shutdown; errors are logged and retried with kube-runtime's default backoff.
-async fn watch_kind<K>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, mut shutdown: Shutdown)
+async fn watch_kind<K>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, shutdown: Shutdown)
 where
     K: IndexKind + Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let stream = watcher::watcher(api, config).default_backoff();
+    watch_as::<K, K>(api, config, shared, shutdown).await
+}
+
+/// Watches API kind `K` into the index as kind `I`: a kind read by two watches (Secrets by type) is indexed into
+/// one store per watch.
+async fn watch_as<K, I>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, mut shutdown: Shutdown)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    I: IndexKind + From<K>,
+{
+    let stream = watcher::watcher(api, config).default_backoff().map_ok(convert_event::<K, I>);
     tokio::select! {
-        _ = feed(stream, &shared).instrument(tracing::info_span!("watch", kind = K::KIND)) => {
-            tracing::warn!(kind = K::KIND, "Watch ended");
+        _ = feed(stream, &shared).instrument(tracing::info_span!("watch", kind = I::STORE)) => {
+            tracing::warn!(kind = I::STORE, "Watch ended");
         }
         _ = shutdown.wait() => {}
+    }
+}
+
+fn convert_event<K, I: From<K>>(event: Event<K>) -> Event<I> {
+    match event {
+        Event::Apply(object) => Event::Apply(object.into()),
+        Event::Delete(object) => Event::Delete(object.into()),
+        Event::Init => Event::Init,
+        Event::InitApply(object) => Event::InitApply(object.into()),
+        Event::InitDone => Event::InitDone,
     }
 }
 
