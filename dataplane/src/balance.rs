@@ -12,6 +12,7 @@
 //! reads no clock and hashes nothing: each backend keeps its candidates' shared counters at hand once looked up, and
 //! the book counts its entries with a backoff, so that a pick sees at a glance that every candidate is available.
 
+use crate::upstream::Upstream;
 use holdfast_snapshot::{Backend, Balance};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct BackendState {
     pub name: String,
+    /// The protocol and transport its endpoints are reached by.
+    pub upstream: Upstream,
     endpoints: Vec<EndpointInfo>,
     /// The endpoints a request may use, worked out once per snapshot rather than per request.
     candidates: Vec<SocketAddr>,
@@ -68,6 +71,7 @@ impl BackendState {
         let candidates = candidates(&endpoints);
         BackendState {
             name: name.to_string(),
+            upstream: Upstream::for_backend(backend),
             endpoints,
             shared: candidates.iter().map(|_| OnceLock::new()).collect(),
             candidates,
@@ -260,7 +264,7 @@ mod tests {
                 terminating,
             })
             .collect();
-        BackendState::new("b", &Backend { endpoints, balance })
+        BackendState::new("b", &Backend { endpoints, balance, ..Default::default() })
     }
 
     fn port(pick: Pick) -> u16 {

@@ -39,6 +39,8 @@ pub enum ProxyError {
     GatewayTimeout { backend: String, attempts: u32, last: Failure },
     #[error("backend {backend} failed and the request cannot be replayed: {last}")]
     BadGateway { backend: String, last: Failure },
+    #[error("backend {backend} speaks HTTP/2, which cannot carry an HTTP/1.1 Upgrade (WebSocket): give the Service port an HTTP/1.1 appProtocol (kubernetes.io/ws)")]
+    TunnelUnsupported { backend: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +71,7 @@ impl ProxyError {
             ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadGateway { .. } | ProxyError::StreamNotTaken => StatusCode::BAD_GATEWAY,
+            ProxyError::TunnelUnsupported { .. } => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

@@ -6,16 +6,13 @@
 //! `Content-Length` is set here from what the spool holds. Every attempt of one request carries the same
 //! `X-Request-Id`; attempts after the first add `X-Holdfast-Attempt: N` so an upstream can recognise a replay.
 
+use crate::upstream::request::{has_token, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub use crate::upstream::request::{Added, RequestHead, ATTEMPT, REQUEST_ID};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Uri};
+use http::Uri;
 use std::net::SocketAddr;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const ATTEMPT: HeaderName = HeaderName::from_static("x-holdfast-attempt");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -32,103 +29,6 @@ impl ClientInfo {
     pub fn new(addr: SocketAddr, scheme: &'static str) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid header value");
         ClientInfo { addr, scheme, ip }
-    }
-}
-
-/// The request line and headers sent upstream; cloned for each attempt.
-///
-/// The fields Holdfast sets are kept apart from the client's ([`Added`]) and joined when the head is sent: a small
-/// GET then costs no hashed insert into the client's header map, and a plain connection writes them straight out.
-#[derive(Debug, Clone)]
-pub struct RequestHead {
-    pub method: Method,
-    /// Origin form: path and query only.
-    pub uri: Uri,
-    /// The client's end-to-end fields, without any of the fields in `added`.
-    pub headers: HeaderMap,
-    pub added: Added,
-}
-
-/// The fields Holdfast sets on the upstream request, each replacing any the client sent.
-#[derive(Debug, Clone)]
-pub struct Added {
-    /// The host routing used, sent as `X-Forwarded-Host`; also as `Host` when `replaces_host`.
-    host: Option<HeaderValue>,
-    /// The host is not the client's own `Host` field (HTTP/2's `:authority`, an absolute-form target).
-    replaces_host: bool,
-    forwarded_for: Option<HeaderValue>,
-    forwarded_proto: &'static str,
-    request_id: HeaderValue,
-    /// The exact body length when known; `None` lets hyper chunk the body.
-    pub content_length: Option<u64>,
-    /// 1-based; attempts after the first carry `X-Holdfast-Attempt`.
-    attempt: u32,
-}
-
-impl Added {
-    /// The fields other than `Host`, in the order they are sent, as `(name, value)`.
-    fn each(&self, mut field: impl FnMut(&HeaderName, &[u8])) {
-        if let Some(len) = self.content_length {
-            field(&header::CONTENT_LENGTH, itoa_u64(len, &mut [0; 20]));
-        }
-        if let Some(host) = &self.host {
-            field(&X_FORWARDED_HOST, host.as_bytes());
-        }
-        if let Some(ips) = &self.forwarded_for {
-            field(&X_FORWARDED_FOR, ips.as_bytes());
-        }
-        field(&X_FORWARDED_PROTO, self.forwarded_proto.as_bytes());
-        field(&REQUEST_ID, self.request_id.as_bytes());
-        if self.attempt > 1 {
-            field(&ATTEMPT, itoa_u64(self.attempt.into(), &mut [0; 20]));
-        }
-    }
-}
-
-/// `n` in decimal, in the tail of `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
-}
-
-impl RequestHead {
-    /// Every field to send: the client's and Holdfast's (for hyper's client, which takes a header map).
-    pub fn upstream_headers(&self) -> HeaderMap {
-        let mut headers = self.headers.clone();
-        if let Some(host) = self.added.host.as_ref().filter(|_| self.added.replaces_host) {
-            headers.insert(header::HOST, host.clone());
-        }
-        self.added.each(|name, value| {
-            // Every added value came from a header value, a number or a scheme: all valid.
-            if let Ok(value) = HeaderValue::from_bytes(value) {
-                headers.insert(name.clone(), value);
-            }
-        });
-        headers
-    }
-
-    /// Writes every field as `name: value\r\n`: `Host` first (RFC 9112 §3.2), then the client's, then Holdfast's.
-    pub fn encode_fields(&self, out: &mut Vec<u8>) {
-        let mut field = |name: &HeaderName, value: &[u8]| {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        };
-        if let Some(host) = self.added.host.as_ref().filter(|_| self.added.replaces_host) {
-            field(&header::HOST, host.as_bytes());
-        }
-        for (name, value) in &self.headers {
-            field(name, value.as_bytes());
-        }
-        self.added.each(field);
     }
 }
 
@@ -191,6 +91,7 @@ pub fn upstream_head(
         Some(authority) => (HeaderValue::from_str(authority.as_str()).ok(), true),
         None => (headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(), false),
     };
+    let te_trailers = has_token(&headers, header::TE, "trailers");
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
         None => Some(client.ip.clone()),
@@ -219,6 +120,8 @@ pub fn upstream_head(
         request_id: request_id.clone(),
         content_length: body_len,
         attempt: 1,
+        upgrade: None,
+        te_trailers,
     };
     RequestHead { method, uri, headers, added }
 }
@@ -226,18 +129,6 @@ pub fn upstream_head(
 /// The client's fields that Holdfast removes or sets itself (`Host` only when it comes from elsewhere).
 const REPLACED: [HeaderName; 7] =
     [header::EXPECT, header::CONTENT_LENGTH, X_FORWARDED_HOST, X_FORWARDED_FOR, X_FORWARDED_PROTO, REQUEST_ID, ATTEMPT];
-
-/// Marks the head as attempt `n` (1-based); the first attempt carries no marker.
-pub fn set_attempt(head: &mut RequestHead, n: u32) {
-    head.added.attempt = n;
-}
-
-/// A copy of the head marked as the attempt after its own.
-pub fn next_attempt(head: &RequestHead) -> RequestHead {
-    let mut next = head.clone();
-    next.added.attempt += 1;
-    next
-}
 
 /// The hop-by-hop fields every message loses; the fields named in `Connection` go too.
 const HOP_BY_HOP: [HeaderName; 6] =
@@ -282,7 +173,7 @@ mod tests {
                 .header("x-secret-hop", "1")
                 .header("keep-alive", "timeout=5")
                 .header("transfer-encoding", "chunked")
-                .header("te", "trailers")
+                .header("te", "deflate, trailers")
                 .header("expect", "100-continue")
                 .header("x-forwarded-for", "10.0.0.1")
                 .header("idempotency-key", "abc")
@@ -292,7 +183,10 @@ mod tests {
         let client = ClientInfo::new("192.0.2.7:5555".parse().unwrap(), "http");
         let head = upstream_head(p, &client, &HeaderValue::from_static("rid"), Some(42));
         let h = &head.upstream_headers();
-        for gone in ["connection", "x-secret-hop", "keep-alive", "transfer-encoding", "te", "expect"] {
+        // Only `trailers` survives of TE, and only towards hyper's clients, which pass trailers back.
+        assert_eq!(h["te"], "trailers");
+        assert!(!encoded(&head).contains("te:"), "the plain client discards trailers: {}", encoded(&head));
+        for gone in ["connection", "x-secret-hop", "keep-alive", "transfer-encoding", "expect"] {
             assert!(h.get(gone).is_none(), "{gone} must be removed");
         }
         assert_eq!(h["host"], "photos.example:8080");
@@ -328,9 +222,9 @@ mod tests {
         let mut head = upstream_head(p, &client, &id, None);
         assert_eq!(head.upstream_headers()["host"], "h2.example", "HTTP/2 :authority becomes Host");
         assert!(head.upstream_headers().get("content-length").is_none());
-        set_attempt(&mut head, 1);
+        head.set_attempt(1);
         assert!(head.upstream_headers().get("x-holdfast-attempt").is_none());
-        set_attempt(&mut head, 3);
+        head.set_attempt(3);
         assert_eq!(head.upstream_headers()["x-holdfast-attempt"], "3");
         let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
         assert_eq!(a.len(), 32);
@@ -353,7 +247,7 @@ mod tests {
             "host: a.example\r\naccept: */*\r\ncontent-length: 0\r\nx-forwarded-host: a.example\r\n\
              x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\nx-request-id: rid\r\n"
         );
-        set_attempt(&mut head, 12);
+        head.set_attempt(12);
         assert!(encoded(&head).ends_with("x-request-id: rid\r\nx-holdfast-attempt: 12\r\n"));
     }
 
@@ -388,13 +282,6 @@ mod tests {
         for gone in ["x-holdfast-attempt", "content-length"] {
             assert!(!text.contains(gone), "{gone} in {text}");
             assert!(head.upstream_headers().get(gone).is_none(), "{gone} through hyper's client");
-        }
-    }
-
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0, 7, 10, 4_294_967_296, u64::MAX] {
-            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 }

@@ -3,16 +3,20 @@
 //!
 //! The request path, in order: [`server`] accepts connections → [`proxy`] routes ([`route`]), applies the policy's
 //! limits and reads the body ([`receive`]) into the [`spool`] → [`replay`] picks endpoints ([`balance`]) and runs
-//! attempts ([`upstream`]) → the response, or an [`error`] turned into one. [`admin`] takes snapshots into [`state`].
+//! attempts ([`upstream`]) → the response, or an [`error`] turned into one; a request that switched protocols
+//! (WebSocket) becomes a [`tunnel`]. [`admin`] takes snapshots into [`state`]. [`client`] is what the server and the
+//! request path share about a client's connection.
 
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod client;
 pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod proxy;
+pub mod read_size;
 pub mod receive;
 pub mod replay;
 pub mod route;
@@ -20,6 +24,7 @@ pub mod server;
 pub mod spool;
 pub mod state;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 use std::sync::Arc;

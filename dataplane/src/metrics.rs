@@ -43,6 +43,7 @@ pub struct Metrics {
     pub replays: Family<ReplayLabel, Counter>,
     pub upstream_wait_seconds: Histogram,
     pub config_version: Gauge,
+    pub tunnels_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,7 +76,14 @@ impl Metrics {
         );
         let config_version = Gauge::default();
         registry.register("config_version", "Version of the route snapshot in force (0: none)", config_version.clone());
+        let tunnels_open = Gauge::default();
+        registry.register(
+            "tunnels_open",
+            "Tunnels (WebSocket and other Upgrades) carrying bytes between a client and an upstream now",
+            tunnels_open.clone(),
+        );
         Metrics {
+            tunnels_open,
             registry,
             requests,
             bytes_in,

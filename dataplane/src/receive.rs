@@ -7,9 +7,9 @@
 //! reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is aborted, which fails every
 //! upstream attempt reading from it: an upstream never sees a body that looks complete when the client's was not.
 
+use crate::client::{first_read_size, DirectBody};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::server::{first_read_size, DirectBody};
 use crate::spool::{BodyPipe, Spool};
 use crate::upstream::BodyItem;
 use bytes::Bytes;
@@ -110,9 +110,15 @@ async fn copy(
             // Only reported with a hand-over armed.
             Ok(Next::Drained(direct)) => break direct,
         };
-        // Trailers are not forwarded: the upstream body is re-framed by Holdfast.
-        let Ok(data) = frame.into_data() else { continue };
-        keep(data, &mut total, sink, limits, metrics).await?;
+        match frame.into_data() {
+            Ok(data) => keep(data, &mut total, sink, limits, metrics).await?,
+            // The body's trailer fields: kept for every attempt, which sends them where its protocol can.
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    keep_trailers(trailers, sink).await?;
+                }
+            }
+        }
     };
     // hyper has handed over every byte it had; the rest of the body is still in the socket.
     direct.body.take();
@@ -204,6 +210,15 @@ async fn keep(
     match sink {
         Sink::Spool(spool) => spool.append(&data)?,
         Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
+    }
+    Ok(())
+}
+
+/// Hands the body's trailer fields to the sink, before its end.
+async fn keep_trailers(trailers: http::HeaderMap, sink: &Sink) -> Result<(), ProxyError> {
+    match sink {
+        Sink::Spool(spool) => spool.set_trailers(trailers),
+        Sink::Stream(tx) => tx.send(BodyItem::Trailers(trailers)).await.map_err(|_| ProxyError::StreamNotTaken)?,
     }
     Ok(())
 }

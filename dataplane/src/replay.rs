@@ -14,7 +14,7 @@
 
 use crate::balance::Pick;
 use crate::error::ProxyError;
-use crate::forward::{set_attempt, RequestHead};
+use crate::forward::RequestHead;
 use crate::metrics::ReplayLabel;
 use crate::spool::{ReadError, Spool};
 use crate::state::Active;
@@ -59,21 +59,22 @@ pub async fn deliver(
                 &latest
             }
         };
-        let pick = active.backends.get(backend).map_or(Pick::NoCandidate, |b| dp.health.pick(b));
-        let wake_at = match pick {
-            Pick::Endpoint(addr, in_flight) => {
+        let state = active.backends.get(backend);
+        let pick = state.map_or(Pick::NoCandidate, |b| dp.health.pick(b));
+        let wake_at = match (pick, state) {
+            (Pick::Endpoint(addr, in_flight), Some(state)) => {
                 // Only replays carry the attempt header, so the first attempt sends the head as it is.
                 let replay_head;
                 let head = if reached == 0 {
                     head
                 } else {
                     let mut marked = head.clone();
-                    set_attempt(&mut marked, reached + 1);
+                    marked.set_attempt(reached + 1);
                     // Boxed: only replays need it, and inline it would be room in every request's future.
                     replay_head = Box::new(marked);
                     &*replay_head
                 };
-                let delivery = Delivery { head, body, timeouts: &policy.timeouts };
+                let delivery = Delivery { head, body, timeouts: &policy.timeouts, upstream: &state.upstream };
                 let failure = match attempt(&dp.pool, addr, &delivery).await {
                     Ok(answer) => {
                         if in_flight.endpoint_failing() {
@@ -100,8 +101,8 @@ pub async fn deliver(
                 }
                 continue;
             }
-            Pick::RetryAt(at) => Some(at),
-            Pick::NoCandidate => None,
+            (Pick::RetryAt(at), _) => Some(at),
+            (Pick::NoCandidate | Pick::Endpoint(..), _) => None,
         };
         // Looked at once for this wait, so that the deadline and the wait agree on it. While the body arrives there
         // is no deadline: its end is waited on below.
@@ -170,7 +171,7 @@ fn check_replayable(
         FailureKind::ConnectTimeout | FailureKind::SendTimeout | FailureKind::ReadTimeout => policy.replay.on_timeout,
         FailureKind::ResetBeforeResponse => policy.replay.on_reset,
         FailureKind::ClientBodyAborted => return Err(ProxyError::ClientAborted),
-        FailureKind::Protocol => false,
+        FailureKind::Protocol | FailureKind::TlsHandshake => false,
     };
     if !allowed_by_policy || !body.can_replay() {
         let last = failure.clone();

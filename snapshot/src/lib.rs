@@ -9,9 +9,11 @@
 //! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
 
 mod policy;
+mod upstream;
 mod validate;
 
 pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
+pub use upstream::{UpstreamProtocol, UpstreamTls};
 pub use validate::{valid_host, SnapshotError, MAX_MEMORY_BUFFER};
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +139,12 @@ pub struct Backend {
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub balance: Balance,
+    /// The HTTP version spoken to the endpoints.
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_default")]
+    pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints; `None`: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 /// How a backend's ready endpoints share requests.

@@ -103,7 +103,17 @@ pub struct Timeouts {
     pub upstream_send_ms: u64,
     /// Longest time the upstream may take to send the response head once the body is sent.
     pub upstream_read_ms: u64,
+    /// Longest a tunnel (a WebSocket or other Upgrade, after `101`) may carry no byte in either direction before
+    /// both of its connections are closed.
+    pub tunnel_idle_ms: u64,
 }
+
+/// One hour. WebSocket applications keep their connections alive with pings every 20-60 s (Socket.IO 25 s, browsers'
+/// and servers' WebSocket pings, gRPC-Web's keep-alives), so any idle limit above a few minutes never cuts a live
+/// one; an hour still frees, within the hour, a tunnel whose peer vanished without a FIN (a node gone, a NAT
+/// entry dropped). nginx's 60 s default (`proxy_read_timeout`) is the first thing ingress-nginx users raise for
+/// WebSockets, usually to 3600 s; HAProxy's documentation suggests `timeout tunnel 1h`.
+pub const DEFAULT_TUNNEL_IDLE_MS: u64 = 3_600_000;
 
 /// 128 KiB: enough for the bodies of ordinary API calls, small enough for 1,000 slow uploads in 128 MiB.
 pub const DEFAULT_MEMORY_BUFFER: u64 = 128 * 1024;
@@ -137,6 +147,7 @@ impl Default for Timeouts {
             upstream_connect_ms: 5_000,
             upstream_send_ms: 60_000,
             upstream_read_ms: 60_000,
+            tunnel_idle_ms: DEFAULT_TUNNEL_IDLE_MS,
         }
     }
 }

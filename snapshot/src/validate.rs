@@ -32,6 +32,8 @@ pub enum SnapshotError {
     BadTlsHost { index: usize, host: String },
     #[error("tls[{index}] ({source_name}) is not a usable certificate and key: {reason}")]
     BadCertificate { index: usize, source_name: String, reason: String },
+    #[error("backends[{backend:?}].tls is not usable: {reason}")]
+    BadUpstreamTls { backend: String, reason: String },
     #[error("policies[{policy:?}].{field} {reason}")]
     BadPolicy { policy: String, field: &'static str, reason: &'static str },
 }
@@ -58,6 +60,9 @@ impl Snapshot {
         for (name, backend) in &self.backends {
             for (index, endpoint) in backend.endpoints.iter().enumerate() {
                 validate_endpoint(name, index, endpoint)?;
+            }
+            if let Some(tls) = &backend.tls {
+                tls.check().map_err(|reason| SnapshotError::BadUpstreamTls { backend: name.clone(), reason })?;
             }
         }
         for (name, policy) in &self.policies {
@@ -169,6 +174,7 @@ fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
         ("timeouts.upstreamConnectMs", t.upstream_connect_ms),
         ("timeouts.upstreamSendMs", t.upstream_send_ms),
         ("timeouts.upstreamReadMs", t.upstream_read_ms),
+        ("timeouts.tunnelIdleMs", t.tunnel_idle_ms),
     ] {
         if value == 0 {
             return bad(field, "must be greater than 0");
@@ -239,11 +245,41 @@ mod tests {
                 "between 200",
             ),
             (r#"{"version": 1, "policies": {"p": {"halfClose": "Ignore"}}}"#, "unknown variant `Ignore`"),
+            (r#"{"version": 1, "policies": {"p": {"timeouts": {"tunnelIdleMs": 0}}}}"#, "tunnelIdleMs"),
+            (r#"{"version": 1, "backends": {"b": {"protocol": "Http3"}}}"#, "unknown variant `Http3`"),
+            (r#"{"version": 1, "backends": {"b": {"tls": {}}}}"#, "missing field `serverName`"),
+            (r#"{"version": 1, "backends": {"b": {"tls": {"serverName": "a b"}}}}"#, "neither a DNS name"),
+            (
+                r#"{"version": 1, "backends": {"b": {"tls": {"serverName": "s.ns.svc", "caPem": "nope"}}}}"#,
+                "caPem holds no CERTIFICATE",
+            ),
+            (
+                r#"{"version": 1, "backends": {"b": {"tls": {"serverName": "s.ns.svc", "clientKeyPem": "x"}}}}"#,
+                "must be given together",
+            ),
         ];
         for (json, expected) in cases {
             let err = parse(json).expect_err(json).to_string();
             assert!(err.contains(expected), "{json}: {err:?} should contain {expected:?}");
         }
+    }
+
+    #[test]
+    fn backends_default_to_plain_http1_and_carry_their_protocol_and_tls() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.backends["b"].protocol, crate::UpstreamProtocol::Http1);
+        assert!(s.backends["b"].tls.is_none());
+        assert_eq!(s.policies["p"].timeouts.tunnel_idle_ms, 3_600_000);
+        let json = r#"{"version": 1, "backends": {"g": {"protocol": "Http2",
+            "tls": {"serverName": "grpc.apps.svc", "verify": true, "sni": true}}}}"#;
+        let s = parse(json).unwrap();
+        let g = &s.backends["g"];
+        assert_eq!(g.protocol, crate::UpstreamProtocol::Http2);
+        let tls = g.tls.as_ref().unwrap();
+        assert!(tls.verify && tls.sni && tls.ca_pem.is_none());
+        assert_eq!(tls.server_name, "grpc.apps.svc");
+        let again = parse(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(s, again);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!
 //! HTTP/2 connections are left alone, as hyper's timeout (HTTP/1 only) left them.
 
-use super::client_io::ConnState;
+use crate::client::ConnState;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -10,18 +10,15 @@
 //! in flight), and requests in flight, replays and detached deliveries included, get up to the drain timeout.
 
 mod client_io;
-mod direct_body;
 mod graceful;
 mod head_timeout;
-mod read_size;
 mod share;
 mod workers;
 
-pub use client_io::{ClientSignal, ConnState, Lingering, ResponseInFlight};
-pub use direct_body::{first_read_size, DirectBody};
-pub use read_size::ReadSize;
+pub use client_io::Lingering;
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
+use crate::client::ConnState;
 use crate::forward::ClientInfo;
 use crate::Dataplane;
 use client_io::ClientIo;
@@ -53,7 +50,7 @@ pub struct ServeOptions {
     pub max_requests_per_connection: u32,
     /// Hand new connections from a busier worker to the least loaded one (`share`).
     pub balance_connections: bool,
-    /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`DirectBody`]); 0: never.
+    /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`crate::client::DirectBody`]); 0: never.
     pub direct_body_min_bytes: u64,
 }
 
@@ -76,7 +73,8 @@ async fn serve_listener(
         // hyper's read buffer otherwise grows to ~400 KiB per connection for a fast sender; the body is spooled
         // anyway, so a bigger buffer buys nothing, and 1,000 slow uploads must fit in a few hundred MB.
         .max_buf_size(READ_BUFFER);
-    builder.http2().timer(TokioTimer::new());
+    // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT), bridged to HTTP/1.1 upgrades upstream.
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
     let builder = Arc::new(builder);
     let graceful = Graceful::default();
     tokio::pin!(shutdown);
@@ -180,7 +178,8 @@ impl Connection {
         let service = hyper::service::service_fn(move |request| {
             Box::pin(crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request))
         });
-        let connection = self.builder.serve_connection(TokioIo::new(io), service).into_owned();
+        // With upgrades: a `101` hands the connection over to a tunnel (`crate::tunnel`) instead of closing it.
+        let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let expired = |cx: &mut std::task::Context<'_>| head_timeout.poll_expired(cx);
         match watcher.watch(connection, |connection| connection.graceful_shutdown(), expired).await {
             Some(result) => result.map_err(|e| e.to_string()),

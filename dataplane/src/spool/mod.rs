@@ -107,6 +107,9 @@ pub struct Spool {
     end: Notify,
     /// When the body completed: a delivery's wait for an endpoint is counted from then.
     completed_at: OnceLock<Instant>,
+    /// The trailer fields that ended the client's body, if it had any (set before [`Spool::finish`]): every attempt
+    /// sends them after the body where its protocol can (HTTP/2, chunked HTTP/1.1).
+    trailers: OnceLock<http::HeaderMap>,
     config: SpoolConfig,
     memory_limit: usize,
     /// The declared length does not fit the memory buffer: go to disk with the first byte instead of copying the
@@ -167,6 +170,7 @@ impl Spool {
             progress,
             end: Notify::new(),
             completed_at: OnceLock::new(),
+            trailers: OnceLock::new(),
             config,
             memory_limit,
             straight_to_disk,
@@ -289,6 +293,17 @@ impl Spool {
         let _ = self.completed_at.set(Instant::now());
         self.progress.send_replace(Progress::Complete { len });
         self.end.notify_waiters();
+    }
+
+    /// Keeps the trailer fields that ended the body; call before [`Spool::finish`], so that a reader that sees the
+    /// body complete finds them.
+    pub fn set_trailers(&self, trailers: http::HeaderMap) {
+        let _ = self.trailers.set(trailers);
+    }
+
+    /// The body's trailer fields, once it is complete.
+    pub fn trailers(&self) -> Option<&http::HeaderMap> {
+        self.trailers.get()
     }
 
     /// Marks the body as never going to complete; readers fail.

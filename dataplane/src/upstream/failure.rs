@@ -20,6 +20,9 @@ pub enum FailureKind {
     ReadTimeout,
     /// The upstream answered with something that is not HTTP.
     Protocol,
+    /// The TLS handshake was refused: a certificate that does not verify, an alert, a peer that does not speak TLS.
+    /// Nothing was sent, and another endpoint of the same backend would most likely refuse it the same way.
+    TlsHandshake,
     /// The client's body did not complete; the upstream connection was aborted on purpose.
     ClientBodyAborted,
 }
@@ -41,7 +44,7 @@ impl Failure {
 
     /// Whether the upstream may have received (part of) the request.
     pub fn reached_upstream(&self) -> bool {
-        !matches!(self.kind, FailureKind::ConnectRefused | FailureKind::ConnectTimeout)
+        !matches!(self.kind, FailureKind::ConnectRefused | FailureKind::ConnectTimeout | FailureKind::TlsHandshake)
     }
 
     /// The same failure, coming after `earlier` deliveries of the same attempt.
@@ -60,9 +63,10 @@ impl Failure {
         matches!(self.kind, FailureKind::ConnectTimeout | FailureKind::SendTimeout | FailureKind::ReadTimeout)
     }
 
-    /// Whether the endpoint itself looks unhealthy (as opposed to slow, or the client being at fault).
+    /// Whether the endpoint itself looks unhealthy (as opposed to slow, the client being at fault, or a TLS setting
+    /// that does not fit it: backing off would only delay the 502 that every try gets).
     pub fn blames_endpoint(&self) -> bool {
-        !matches!(self.kind, FailureKind::ClientBodyAborted)
+        !matches!(self.kind, FailureKind::ClientBodyAborted | FailureKind::TlsHandshake)
     }
 
     /// The metric label for a replay after this failure, if it may be replayed at all.
@@ -73,7 +77,7 @@ impl Failure {
             FailureKind::ResetBeforeResponse => ReplayReason::reset_before_response,
             FailureKind::SendTimeout => ReplayReason::send_timeout,
             FailureKind::ReadTimeout => ReplayReason::read_timeout,
-            FailureKind::Protocol | FailureKind::ClientBodyAborted => return None,
+            FailureKind::Protocol | FailureKind::TlsHandshake | FailureKind::ClientBodyAborted => return None,
         })
     }
 }
@@ -87,6 +91,8 @@ impl fmt::Display for Failure {
             FailureKind::SendTimeout => "upstream stopped reading the body",
             FailureKind::ReadTimeout => "no response within the read timeout",
             FailureKind::Protocol => "invalid response",
+            // Its detail is a sentence of its own: `TLS handshake with <addr> failed: <rustls's reason>`.
+            FailureKind::TlsHandshake => return f.write_str(&self.detail),
             FailureKind::ClientBodyAborted => "client body aborted",
         };
         write!(f, "{what} ({})", self.detail)

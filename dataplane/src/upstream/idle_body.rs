@@ -1,7 +1,7 @@
 //! A response body that fails when the upstream goes quiet for longer than the read timeout, so that a client is
 //! never left hanging on an upstream that sent a head and then stopped.
 
-use super::plain_body::PlainBodyError;
+use super::plain::PlainBodyError;
 use super::response_body::ResponseBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};

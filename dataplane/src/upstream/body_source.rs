@@ -1,6 +1,6 @@
 //! The request body of one upstream attempt through hyper's client: a body of unknown length (Tee mode with a
 //! chunked client body) or a streamed one. (A spooled body of known length goes over a plain connection instead,
-//! [`super::plain_send`].)
+//! [`super::plain`].)
 //!
 //! Bytes reach hyper through a small channel: for a spooled body a feeder task reads the spool from offset 0 (and
 //! follows it live in Tee mode); for a streaming body the task reading the client writes into the channel itself.
@@ -24,6 +24,8 @@ const CHANNEL_DEPTH: usize = 4;
 #[derive(Debug)]
 pub enum BodyItem {
     Data(Bytes),
+    /// The body's trailer fields, just before its end.
+    Trailers(http::HeaderMap),
     End,
     Abort,
 }
@@ -92,11 +94,18 @@ fn feed_from_spool(spool: Arc<Spool>) -> mpsc::Receiver<BodyItem> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
         let mut reader = spool.reader();
+        let mut sent_trailers = false;
         loop {
             let item = tokio::select! {
                 chunk = reader.next_chunk() => match chunk {
                     Ok(Some(data)) => BodyItem::Data(data),
-                    Ok(None) => BodyItem::End,
+                    Ok(None) => match spool.trailers() {
+                        Some(trailers) if !sent_trailers => {
+                            sent_trailers = true;
+                            BodyItem::Trailers(trailers.clone())
+                        }
+                        _ => BodyItem::End,
+                    },
                     Err(error) => {
                         tracing::debug!(%error, "spool replay stopped");
                         BodyItem::Abort
@@ -105,7 +114,7 @@ fn feed_from_spool(spool: Arc<Spool>) -> mpsc::Receiver<BodyItem> {
                 // The attempt is over (it failed, or the response came early): stop reading.
                 _ = tx.closed() => return,
             };
-            let last = !matches!(item, BodyItem::Data(_));
+            let last = matches!(item, BodyItem::End | BodyItem::Abort);
             if tx.send(item).await.is_err() || last {
                 return;
             }
@@ -139,12 +148,17 @@ impl Body for UpstreamBody {
                 let remaining = self.remaining.map(|r| r.saturating_sub(data.len() as u64));
                 self.remaining = remaining;
                 if remaining == Some(0) {
-                    self.done = true;
+                    // hyper's HTTP/1.1 client stops asking once the declared length went out, so the read timeout
+                    // starts here; HTTP/2 asks on, for trailers and the end.
                     self.clock.body_sent();
                 } else {
                     self.clock.chunk_handed_over();
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(BodyItem::Trailers(trailers))) => {
+                self.clock.body_sent();
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Poll::Ready(Some(BodyItem::End)) => {
                 self.done = true;

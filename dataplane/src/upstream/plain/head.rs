@@ -1,145 +1,34 @@
-//! One attempt spoken over a plain socket instead of hyper's client: every request without a body, and every request
-//! whose body is spooled and whose length is known (Buffered, and Tee with a declared length).
-//!
-//! Most requests through an ingress are small GETs, and for them hyper's client costs more than the exchange
-//! itself: a connection task per upstream connection, a channel to hand it the request, a callback for the response
-//! head and another channel for the response body — each a task wakeup on the worker, for a head that fits in one
-//! `write` and a response that usually arrives in one `read`. Here the request's own task writes the head, reads
-//! the response head, and frames the body (RFC 9112 §6.3); a small response body that arrived with its head is handed
-//! over whole and the connection goes straight back to the pool.
-//!
-//! A spooled body is sent by the same task ([`super::plain_send`]), segment by segment as the spool hands them over.
-//! Bodies of unknown length in Tee mode (sent chunked) and Streaming bodies keep hyper's client
-//! ([`super::attempt()`]).
+//! Reading a response head off a plain connection: informational responses skipped, the head parsed with
+//! `httparse` (hyper's parser) into fields that share the head's bytes, and the body's framing worked out (RFC 9112
+//! §6.3).
 
-use super::attempt::{ms, on_new_connection, Answer, Delivery};
+use super::body::BodyFraming;
 use super::chunked::ChunkedDecoder;
-use super::failure::{Failure, FailureKind};
-use super::plain_body::{BodyFraming, PlainBody};
-use super::plain_conn::PlainConnection;
-use super::plain_send::{send_with_body, Sent};
-use super::pool::Pool;
-use super::response_body::ResponseBody;
-use crate::forward::{next_attempt, RequestHead};
-use crate::spool::Spool;
+use super::conn::PlainConnection;
+use crate::upstream::failure::{Failure, FailureKind};
+use crate::upstream::request::has_token;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode, Version};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use http::{StatusCode, Version};
 
 /// A response head larger than this is refused (502): nginx's limit is 4–8 KiB by default, hyper's 400 KiB.
-pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// hyper's default, so that what passed through hyper's client still passes.
-pub(super) const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// Enough for nearly every response; a head with more is parsed again with room for `MAX_HEADERS`. The parser's
 /// field array is initialised on every parse, so its size is paid per request.
 const USUAL_HEADERS: usize = 32;
 
-/// A request body held in a spool, with the length the upstream is told.
-#[derive(Clone, Copy)]
-pub struct SpooledBody<'a> {
-    pub spool: &'a Arc<Spool>,
-    pub len: u64,
-}
-
-/// Sends the request to `addr`, with `body` if it has one. A failure on a reused connection before anything came back
-/// is retried once on a fresh connection, as the next attempt: see [`super::attempt::attempt`].
-pub async fn attempt_plain(
-    pool: &Arc<Pool>,
-    addr: SocketAddr,
-    delivery: &Delivery<'_>,
-    body: Option<SpooledBody<'_>>,
-) -> Result<Answer, Failure> {
-    let mut retry_head = None;
-    if let Some(conn) = pool.checkout_plain(addr) {
-        match exchange(pool, conn, delivery, body).await {
-            Err(failure) if failure.kind == FailureKind::ResetBeforeResponse => {
-                tracing::debug!(%addr, %failure, "pooled connection failed; retrying on a new one");
-                retry_head = Some(next_attempt(delivery.head));
-            }
-            other => return other,
-        }
-    }
-    let (delivery, earlier) = on_new_connection(delivery, retry_head.as_ref());
-    let fresh = async {
-        let conn = Box::pin(pool.connect_plain(addr, ms(delivery.timeouts.upstream_connect_ms))).await?;
-        exchange(pool, conn, &delivery, body).await
-    };
-    fresh.await.map_err(|failure| failure.after_deliveries(earlier))
-}
-
-async fn exchange(
-    pool: &Arc<Pool>,
-    mut conn: PlainConnection,
-    delivery: &Delivery<'_>,
-    body: Option<SpooledBody<'_>>,
-) -> Result<Answer, Failure> {
-    let addr = conn.addr;
-    let timeouts = delivery.timeouts;
-    let send_limit = ms(timeouts.upstream_send_ms);
-    conn.write_buf.clear();
-    encode_head(delivery.head, &mut conn.write_buf);
-    let closed = |e: std::io::Error| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}"));
-    // Whether the whole request went out: after an early answer the connection cannot carry another one.
-    let complete = match body {
-        // Boxed: a bodiless request's future (every small GET's) need not hold room for sending a body.
-        Some(SpooledBody { spool, len }) => {
-            Box::pin(send_with_body(&mut conn, spool, len, send_limit)).await? == Sent::Complete
-        }
-        None => {
-            let sent = conn.try_send_write_buf().map_err(closed)?;
-            if sent < conn.write_buf.len() {
-                match tokio::time::timeout(send_limit, conn.send_write_buf_from(sent)).await {
-                    Err(_) => {
-                        return Err(Failure::new(FailureKind::SendTimeout, format!("{addr} after {send_limit:?}")))
-                    }
-                    Ok(result) => result.map_err(closed)?,
-                }
-            }
-            true
-        }
-    };
-    let is_head = delivery.head.method == Method::HEAD;
-    let read_limit = ms(timeouts.upstream_read_ms);
-    let head = match tokio::time::timeout(read_limit, read_head(&mut conn)).await {
-        Err(_) => return Err(Failure::new(FailureKind::ReadTimeout, format!("{addr} after {read_limit:?}"))),
-        Ok(head) => head?,
-    };
-    let mut response = Response::new(());
-    *response.status_mut() = head.status;
-    *response.version_mut() = head.version;
-    *response.headers_mut() = head.headers;
-    if let Some(reason) = head.reason {
-        response.extensions_mut().insert(reason);
-    }
-    let (framing, reusable) = framing(is_head, response.status(), response.version(), response.headers_mut())
-        .map_err(|why| Failure::new(FailureKind::Protocol, format!("{addr}: {why}")))?;
-    let body = PlainBody::new(conn, framing, reusable && complete, pool);
-    Ok(Answer { response: response.map(|()| ResponseBody::Plain(body)), connection: None })
-}
-
-/// `METHOD target HTTP/1.1`, then the headers as they are (already rewritten for the upstream, `Host` included).
-fn encode_head(head: &RequestHead, out: &mut Vec<u8>) {
-    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(head.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    head.encode_fields(out);
-    out.extend_from_slice(b"\r\n");
-}
-
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
+pub(super) struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
     /// A reason phrase other than the status's usual one, which hyper's server then sends as it is.
-    reason: Option<hyper::ext::ReasonPhrase>,
+    pub reason: Option<hyper::ext::ReasonPhrase>,
 }
 
 /// Reads until a final response head is complete, skipping informational (1xx) responses.
-async fn read_head(conn: &mut PlainConnection) -> Result<Head, Failure> {
+pub(super) async fn read_head(conn: &mut PlainConnection) -> Result<Head, Failure> {
     let addr = conn.addr;
     loop {
         if !conn.read_buf.is_empty() {
@@ -224,7 +113,7 @@ fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<
 /// How the response's body is delimited (RFC 9112 §6.3), and whether the connection may carry another request
 /// after it. `Transfer-Encoding` overrides `Content-Length`, which is then removed so that the client is not told a
 /// length the body does not have.
-fn framing(
+pub(super) fn framing(
     is_head: bool,
     status: StatusCode,
     version: Version,
@@ -276,13 +165,4 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
     let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
     let last = last.and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
     last.is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }

@@ -20,7 +20,7 @@
 //!
 //! [`disarm`]: DirectBody::disarm
 
-use super::ReadSize;
+use crate::read_size::ReadSize;
 use crate::spool::BodyPipe;
 use bytes::Bytes;
 use std::io;
@@ -80,7 +80,7 @@ impl DirectBody {
 
     /// Whether hyper may read the socket. Called by the client socket for every read hyper makes; when hyper may
     /// not, its read is recorded and stays pending.
-    pub(super) fn hyper_may_read(&self, cx: &Context<'_>) -> bool {
+    pub(crate) fn hyper_may_read(&self, cx: &Context<'_>) -> bool {
         match self.state.load(Ordering::Acquire) {
             OFF => true,
             state => {

@@ -1,4 +1,4 @@
-//! Sending a request head and its spooled body over a plain upstream connection ([`super::plain`]).
+//! Sending a request head and its spooled body over a plain upstream connection ([`super`]).
 //!
 //! The request's own task writes the body, as the spool's reader, instead of a feeder task handing chunks to hyper's
 //! client through a channel: the bytes the spool hands over (read back from its file, or still in memory) go out with
@@ -12,10 +12,10 @@
 //! The send timeout runs only while the upstream does not take bytes: time spent waiting for the client's next
 //! bytes (Tee mode) is not the upstream's fault.
 
-use super::failure::{Failure, FailureKind};
-use super::plain::{MAX_HEADERS, MAX_HEAD_BYTES};
-use super::plain_conn::{PlainConnection, SendReady};
+use super::conn::{PlainConnection, SendReady};
+use super::head::{MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::spool::{Available, ReadError, Spool, SpoolReader};
+use crate::upstream::failure::{Failure, FailureKind};
 use bytes::{Bytes, BytesMut};
 use std::io::ErrorKind;
 use std::sync::Arc;

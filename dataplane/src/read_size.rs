@@ -1,6 +1,6 @@
 //! The size of the next read from a socket, adapted to what the socket delivers: doubled while reads fill it,
 //! halved when they come back under a quarter of it, within bounds. Used for the reads past hyper of a large body
-//! ([`super::DirectBody`]) and for the reads of Holdfast's own upstream connections (`upstream::plain_conn`), where
+//! ([`crate::client::DirectBody`]) and for the reads of Holdfast's own upstream connections (`upstream::http1`), where
 //! it decides how much buffer a read reserves.
 
 /// The next read's size and its bounds.

@@ -8,7 +8,7 @@
 //! so that a read returning less than it asked for marks the socket not ready: the next read then waits for epoll
 //! instead of making a system call that would block. An idle connection is probed the same way.
 
-use crate::server::ReadSize;
+use crate::read_size::ReadSize;
 use bytes::{BufMut, BytesMut};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;

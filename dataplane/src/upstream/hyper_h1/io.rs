@@ -1,4 +1,4 @@
-//! The upstream socket as hyper's client sees it.
+//! The upstream connection as hyper's HTTP/1.1 client sees it (TCP or TLS).
 //!
 //! An upstream may send a complete response early — say 413 with `Connection: close` after reading 1 MB of a
 //! 100 MB body — and close, which makes our next write fail with a reset (seed 001). If hyper saw that write error
@@ -10,19 +10,19 @@
 //! Writes are vectored: hyper then queues each body chunk as it is and hands head and chunks to one `writev`.
 //! Without it hyper falls back to copying every body byte into its own buffer first.
 
+use crate::upstream::transport::Stream;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 pub struct UpstreamIo {
-    inner: TcpStream,
+    inner: Stream,
     write_failed: bool,
 }
 
 impl UpstreamIo {
-    pub fn new(inner: TcpStream) -> Self {
+    pub fn new(inner: Stream) -> Self {
         UpstreamIo { inner, write_failed: false }
     }
 }
@@ -70,7 +70,7 @@ impl AsyncWrite for UpstreamIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

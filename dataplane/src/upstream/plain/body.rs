@@ -1,4 +1,4 @@
-//! The body of a response read over a plain connection ([`super::plain`]), framed by Content-Length, by the
+//! The body of a response read over a plain connection ([`super`]), framed by Content-Length, by the
 //! chunked coding, or by the end of the connection.
 //!
 //! The body owns the connection while it is read. Once the body has been read to its end, a connection the upstream
@@ -6,8 +6,8 @@
 //! of the response would still be in the socket.
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Decoded};
-use super::plain_conn::PlainConnection;
-use super::pool::Pool;
+use super::conn::PlainConnection;
+use crate::upstream::pool::Pool;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;

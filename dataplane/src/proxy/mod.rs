@@ -1,17 +1,20 @@
-//! The request path, top-down: route → limits → body → upstream with replay → response (or rescue).
+//! The request path, top-down: route → limits → body → upstream with replay → response (or rescue). A request that
+//! asks to switch protocols takes its own path ([`upgrade`]) and may end as a tunnel.
 
+mod upgrade;
+
+use crate::client::{ClientSignal, ConnState, ResponseInFlight};
 use crate::drain::AbortOnDrop;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Direct, Sink};
 use crate::replay::deliver;
 use crate::route::{host_of, Route};
-use crate::server::{ClientSignal, ConnState, ResponseInFlight};
 use crate::spool::Spool;
 use crate::state::Active;
 use crate::upstream::{Answer, BodySource, IdleTimeoutBody};
 use crate::Dataplane;
-use holdfast_snapshot::{BodyMode, ClientAbort, HalfClose, Policy};
+use holdfast_snapshot::{BodyMode, ClientAbort, HalfClose, Policy, UpstreamProtocol};
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -55,7 +58,9 @@ pub async fn handle(
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let closing = response.headers().get(header::CONNECTION).is_some_and(|v| v == "close");
-    if closing {
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        // The connection is the tunnel's now: it must neither close after this response nor linger.
+    } else if closing {
         // The body may be partly unread: close without destroying the response (lingering close).
         conn.linger_on_close();
     } else if version <= Version::HTTP_11 && (dp.drain.is_draining() || (max_requests > 0 && served >= max_requests)) {
@@ -74,6 +79,9 @@ async fn proxy(
     request_id: &HeaderValue,
     in_flight: ResponseInFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(protocol) = upgrade::requested(&request) {
+        return Box::pin(upgrade::serve(dp, client, conn, route, request, request_id, in_flight, protocol)).await;
+    }
     let policy = &route.policy;
     // Refuse a declared length over the limit before a byte of the body is read (and before `100 Continue`).
     let declared = request.body().size_hint().exact();
@@ -84,12 +92,16 @@ async fn proxy(
         idle: Duration::from_millis(policy.timeouts.client_body_ms),
     };
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    // HTTP/2 carries both directions of a request at once: a gRPC stream's messages keep flowing after the response
+    // head. Its body is then read by a task of its own (`full_duplex`), which must own everything it reads with.
+    let duplex = declared != Some(0) && route.upstream_protocol() == UpstreamProtocol::Http2;
     // A large declared body on a plain HTTP/1 connection is read past hyper, in large chunks (`DirectBody`).
     let direct = match declared.and_then(|len| Some((len, conn.direct_body(len)?))) {
-        Some((len, body)) if parts.version <= Version::HTTP_11 => Some(Direct { body, len }),
+        Some((len, body)) if parts.version <= Version::HTTP_11 && !duplex => Some(Direct { body, len }),
         _ => None,
     };
     // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
+    let mode = if declared == Some(0) { policy.mode } else { body_mode(policy.mode, &parts.headers) };
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     // Requests with a body box their futures: kept inline, those states would make every request's future (a
     // bodyless GET's too) as large as the largest of them, and each request's future is moved into hyper.
@@ -97,7 +109,7 @@ async fn proxy(
         let head = head_with(has_length.then_some(0));
         delivered(dp, conn, route, &head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
     } else {
-        match policy.mode {
+        match mode {
             BodyMode::Buffered => {
                 // The whole body is on disk before any upstream is contacted: the upstream never waits for a
                 // slow client, and a chunked body is sent with a Content-Length.
@@ -108,21 +120,26 @@ async fn proxy(
                     .await
                     .map(|answer| (answer, true))
             }
-            BodyMode::Tee => {
-                let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, true)?;
-                let sink = Sink::Spool(spool.clone());
-                let source = BodySource::Spool(spool);
+            BodyMode::Tee | BodyMode::Streaming => {
+                let (sink, source) = match mode {
+                    BodyMode::Tee => {
+                        let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, true)?;
+                        (Sink::Spool(spool.clone()), BodySource::Spool(spool))
+                    }
+                    _ => {
+                        let (tx, source) = BodySource::stream();
+                        (Sink::Stream(tx), source)
+                    }
+                };
                 let head = head_with(declared);
                 let delivering = delivered(dp, conn, route, &head, source, While::Streaming);
-                let receiving = receive(body, &sink, limits, &dp.metrics, direct);
-                Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
-            }
-            BodyMode::Streaming => {
-                let (tx, source) = BodySource::stream();
-                let head = head_with(declared);
-                let delivering = delivered(dp, conn, route, &head, source, While::Streaming);
-                let sink = Sink::Stream(tx);
-                let receiving = receive(body, &sink, limits, &dp.metrics, None);
+                if duplex {
+                    let metrics = dp.metrics.clone();
+                    let receiving = async move { receive(body, &sink, limits, &metrics, None).await };
+                    return Box::pin(full_duplex(dp, route, receiving, delivering, (request_id, in_flight))).await;
+                }
+                let direct = direct.filter(|_| mode == BodyMode::Tee);
+                let receiving = std::pin::pin!(receive(body, &sink, limits, &dp.metrics, direct));
                 Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
             }
         }
@@ -162,6 +179,24 @@ impl std::ops::Deref for Matched {
 
     fn deref(&self) -> &Route {
         &self.route
+    }
+}
+
+impl Matched {
+    /// The protocol of the route's backend in the routing snapshot.
+    fn upstream_protocol(&self) -> UpstreamProtocol {
+        self.snapshot.backends.get(&*self.route.backend).map_or(UpstreamProtocol::Http1, |b| b.upstream.protocol)
+    }
+}
+
+/// The body mode of a request: the policy's, except that a gRPC call is never Buffered. A gRPC stream's client sends
+/// the end of its request stream when it is done, which in a bidirectional call is after the replies it waits for:
+/// holding the body until its end would stall the call forever. Tee streams it and still keeps it for a replay.
+fn body_mode(policy: BodyMode, headers: &http::HeaderMap) -> BodyMode {
+    let grpc = || headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    match policy {
+        BodyMode::Buffered if grpc() => BodyMode::Tee,
+        mode => mode,
     }
 }
 
@@ -212,7 +247,11 @@ async fn delivered(
     phase: While,
 ) -> Result<Answer, ProxyError> {
     let policy = &route.policy;
-    let neighbour = if phase == While::Streaming { dp.workers.neighbour() } else { None };
+    // Not for HTTP/2: its connection's own task writes to the upstream, on the worker that opened it.
+    let neighbour = match phase == While::Streaming && route.upstream_protocol() == UpstreamProtocol::Http1 {
+        true => dp.workers.neighbour(),
+        false => None,
+    };
     let delivery = async {
         match (policy.client_abort, neighbour) {
             (ClientAbort::Cancel, None) => deliver(dp, &route.snapshot, &route.backend, head, &body, policy).await,
@@ -293,10 +332,10 @@ async fn detached_delivery(
 /// does during its delivery. Returns the answer and whether the client's body was read to its end.
 async fn receive_while_delivering(
     (conn, route): (&ConnState, &Matched),
-    receiving: impl std::future::Future<Output = Result<u64, ProxyError>>,
+    mut receiving: impl std::future::Future<Output = Result<u64, ProxyError>> + Unpin,
     delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
 ) -> Result<(Answer, bool), ProxyError> {
-    tokio::pin!(receiving, delivering);
+    tokio::pin!(delivering);
     let (mut received, mut watching) = (false, false);
     loop {
         tokio::select! {
@@ -318,6 +357,42 @@ async fn receive_while_delivering(
     }
 }
 
+/// Tee and Streaming to an HTTP/2 upstream: the client's body is read by a task of its own while the delivery runs,
+/// and goes on being read after the response head for as long as the response lasts (a bidirectional gRPC call sends
+/// and receives messages until it ends). A failure of the client's side before the answer ends the request with that
+/// failure; after it, the failed body fails the upstream's stream, and with it the response. When the response is
+/// done (or the client gone), whatever is left of the body is no longer wanted and its reading is stopped.
+async fn full_duplex(
+    dp: &Arc<Dataplane>,
+    route: &Matched,
+    receiving: impl std::future::Future<Output = Result<u64, ProxyError>> + Send + 'static,
+    delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
+    (request_id, in_flight): (&HeaderValue, ResponseInFlight),
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut receiving = tokio::spawn(receiving);
+    let reading = AbortOnDrop(receiving.abort_handle());
+    tokio::pin!(delivering);
+    let answer = tokio::select! {
+        answer = &mut delivering => answer?,
+        received = &mut receiving => {
+            match received.unwrap_or_else(|error| Err(ProxyError::Internal(format!("body reader: {error}")))) {
+                // The body is complete (or the attempt holding the stream ended, which its own result says).
+                Ok(_) | Err(ProxyError::StreamNotTaken) => delivering.await?,
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    let response = into_client_response(dp, answer, &route.policy, request_id, in_flight);
+    Ok(response.map(|body| {
+        body.map_frame(move |frame| {
+            // Dropped with the response body.
+            let _ = &reading;
+            frame
+        })
+        .boxed_unsync()
+    }))
+}
+
 /// The upstream's response for the client: hop-by-hop headers removed, the body under the read timeout, and the
 /// connection returned to the pool once the body has been read. The response carries the request's `X-Request-Id`.
 fn into_client_response(
@@ -327,7 +402,7 @@ fn into_client_response(
     request_id: &HeaderValue,
     in_flight: ResponseInFlight,
 ) -> Response<ProxyBody> {
-    let Answer { response, connection } = answer;
+    let Answer { response, connection, .. } = answer;
     if let Some(connection) = connection {
         dp.pool.release(connection);
     }
