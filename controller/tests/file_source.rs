@@ -101,3 +101,68 @@ fn broken_file_keeps_its_previous_objects_and_removed_file_drops_them() {
     assert!(load(&source).services.is_empty());
     assert_eq!(load(&source).classes.len(), 1);
 }
+
+/// A gRPC-over-TLS service as `kubectl create secret generic --from-file=ca.crt` and a KEP-3726 `appProtocol`
+/// describe it, plus an Ingress that turns verification on.
+const UPSTREAM_TLS: &str = "
+apiVersion: v1
+kind: Secret
+metadata: {name: backend-ca, namespace: default}
+type: Opaque
+data:
+  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tClEwRXRZMlZ5ZEE9PQotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==
+  password: aHVudGVyMg==
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec: {ports: [{name: https, port: 443, appProtocol: https}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, namespace: default, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{name: https, port: 8443}]
+endpoints: [{addresses: [10.0.0.9]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\"
+    nginx.ingress.kubernetes.io/proxy-ssl-secret: default/backend-ca
+    nginx.ingress.kubernetes.io/proxy-ssl-server-name: \"on\"
+spec:
+  ingressClassName: holdfast
+  rules:
+    - http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: api, port: {name: https}}}}
+";
+
+#[test]
+fn an_opaque_ca_secret_and_an_app_protocol_read_from_files_make_a_verified_https_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("class.yaml"), CLASS).unwrap();
+    std::fs::write(dir.path().join("api.yaml"), UPSTREAM_TLS).unwrap();
+    let mut source = FileSource::new(dir.path());
+    assert!(source.scan().unwrap().rejected.is_empty());
+    let index = load(&source);
+    let t = translate(&index, &Config::default());
+    assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
+    t.snapshot.validate().unwrap();
+    let name = "default/api:443+tls(verify,sni,secret=default/backend-ca)";
+    assert_eq!(t.snapshot.hosts[0].paths[0].target.backend, name);
+    let backend = &t.snapshot.backends[name];
+    assert_eq!(backend.protocol, holdfast_snapshot::UpstreamProtocol::Http1);
+    assert_eq!((backend.endpoints[0].address.as_str(), backend.endpoints[0].port), ("10.0.0.9", 8443));
+    let tls = backend.tls.as_ref().unwrap();
+    assert!(tls.verify && tls.sni);
+    assert_eq!(tls.server_name, "api.default.svc");
+    assert_eq!(tls.ca_pem.as_deref(), Some("-----BEGIN CERTIFICATE-----\nQ0EtY2VydA==\n-----END CERTIFICATE-----\n"));
+    assert_eq!(tls.source.as_deref(), Some("secret default/backend-ca"));
+    assert_eq!(index.ca_secrets.len(), 1, "the Opaque watch's store holds the CA Secret");
+    assert!(index.secrets.is_empty(), "an Opaque Secret is not a listener certificate");
+}

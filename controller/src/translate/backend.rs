@@ -14,6 +14,10 @@ pub struct Resolution {
     pub name: String,
     pub backend: Backend,
     pub problem: Option<(Reason, String)>,
+    /// The Service port as found (its number), or as referenced when it was not found.
+    pub port: String,
+    /// The Service port's `appProtocol`, when the port was found.
+    pub app_protocol: Option<String>,
 }
 
 /// Resolves `service:port` in `namespace`. `Err` means the reference itself is unusable and the route is skipped.
@@ -26,6 +30,8 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
         name,
         backend: Backend::default(),
         problem: Some((reason, message)),
+        port: port.to_string(),
+        app_protocol: None,
     };
     let Some(svc) = index.services.get(&key) else {
         let message = format!("Service {key} does not exist");
@@ -44,6 +50,8 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
         name: format!("{key}:{}", service_port.port),
         backend: Backend { endpoints, ..Default::default() },
         problem: None,
+        port: service_port.port.to_string(),
+        app_protocol: service_port.app_protocol.clone(),
     })
 }
 

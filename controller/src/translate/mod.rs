@@ -7,9 +7,12 @@ mod backend;
 mod class;
 mod nginx;
 mod policy;
+mod protocol;
 mod report;
 mod routes;
 mod tls;
+mod upstream;
+mod upstream_tls;
 
 pub use policy::DEFAULT_POLICY;
 pub use report::{ConditionState, PolicyStatus, Reason, Report, Warning};

@@ -22,6 +22,20 @@ pub enum Reason {
     PolicyConflict,
     InvalidAnnotation,
     TargetNotFound,
+    /// A Service port's `appProtocol` Holdfast does not know; HTTP/1.1 is used.
+    UnsupportedAppProtocol,
+    /// A `backend-protocol` value of ingress-nginx's that Holdfast does not speak (AUTO_HTTP, FCGI, AJP).
+    UnsupportedBackendProtocol,
+    /// The `backend-protocol` annotation and the port's `appProtocol` disagree; the annotation wins.
+    BackendProtocolConflict,
+    /// `proxy-ssl-secret` names a Secret that is missing, or lacks the `ca.crt` verification needs.
+    UpstreamTlsSecretNotFound,
+    /// `proxy-ssl-secret` names a Secret in another namespace.
+    UpstreamTlsSecretRefused,
+    /// The upstream TLS settings' PEM (CA, client certificate) cannot be used.
+    UpstreamTlsInvalid,
+    /// `proxy-ssl-*` annotations on an Ingress whose backend is not spoken to over TLS.
+    UpstreamTlsIgnored,
 }
 
 impl Reason {
@@ -42,6 +56,13 @@ impl Reason {
             Reason::PolicyConflict => "PolicyConflict",
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::TargetNotFound => "TargetNotFound",
+            Reason::UnsupportedAppProtocol => "UnsupportedAppProtocol",
+            Reason::UnsupportedBackendProtocol => "UnsupportedBackendProtocol",
+            Reason::BackendProtocolConflict => "BackendProtocolConflict",
+            Reason::UpstreamTlsSecretNotFound => "UpstreamTlsSecretNotFound",
+            Reason::UpstreamTlsSecretRefused => "UpstreamTlsSecretRefused",
+            Reason::UpstreamTlsInvalid => "UpstreamTlsInvalid",
+            Reason::UpstreamTlsIgnored => "UpstreamTlsIgnored",
         }
     }
 }
@@ -87,8 +108,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// Records a warning once: an Ingress with several routes to one backend meets the same problem on each.
     pub fn warn(&mut self, kind: &'static str, key: &ObjectKey, reason: Reason, message: impl Into<String>) {
-        self.warnings.push(Warning { kind, key: key.clone(), uid: None, reason, message: message.into() });
+        let warning = Warning { kind, key: key.clone(), uid: None, reason, message: message.into() };
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
     }
 
     /// Warnings about one object, for tests and for the event recorder.

@@ -4,6 +4,7 @@
 use super::backend;
 use super::policy::{IngressPolicy, Targets};
 use super::report::{Reason, Report};
+use super::upstream::IngressUpstream;
 use super::Config;
 use crate::index::{BackendModel, Index, IngressModel, ObjectKey, PathModel};
 use holdfast_snapshot::{Backend, HostRule, PathRule, PathType, Policy, RouteTarget, Snapshot};
@@ -26,6 +27,7 @@ pub struct Routes<'a> {
 struct IngressCtx<'a, 'b> {
     key: &'b ObjectKey,
     policy: IngressPolicy<'a>,
+    upstream: IngressUpstream,
     redirect_https: bool,
 }
 
@@ -48,6 +50,7 @@ impl<'a> Routes<'a> {
         let ctx = IngressCtx {
             key,
             policy: IngressPolicy::new(self.index, &self.targets, key, ingress, report),
+            upstream: IngressUpstream::new(self.index, key, ingress, report),
             redirect_https: redirect_https(key, ingress, report),
         };
         if let Some(model) = &ingress.default_backend {
@@ -119,13 +122,17 @@ impl<'a> Routes<'a> {
             report.warn("Ingress", ctx.key, Reason::UnsupportedBackend, message);
             return None;
         };
-        let resolution = match backend::resolve(self.index, &ctx.key.namespace, service, port) {
+        let mut resolution = match backend::resolve(self.index, &ctx.key.namespace, service, port) {
             Ok(resolution) => resolution,
             Err((reason, message)) => {
                 report.warn("Ingress", ctx.key, reason, format!("{message}; {what} skipped"));
                 return None;
             }
         };
+        if let Err(message) = ctx.upstream.apply(ctx.key, &ctx.key.namespace, service, &mut resolution, report) {
+            report.warn("Ingress", ctx.key, Reason::UpstreamTlsInvalid, format!("{message}; {what} skipped"));
+            return None;
+        }
         if let Some((reason, message)) = resolution.problem {
             report.warn("Ingress", ctx.key, reason, format!("{message}; requests to it get 503"));
         }

@@ -4,9 +4,11 @@
 mod classes;
 mod invalid;
 mod policies;
+mod protocols;
 mod routing;
 mod tls;
 mod tunnels;
+mod upstream_tls;
 
 use super::{translate, Config, Translation};
 use crate::index::{Index, IndexKind, ObjectKey};
@@ -74,6 +76,15 @@ pub fn mk_service(namespace: &str, name: &str, ports: &[(&str, i32)]) -> Service
     object(namespace, name, json!({"spec": {"ports": ports}}))
 }
 
+/// A Service with one port `http` 80 whose `appProtocol` is `app` (absent when `None`).
+pub fn mk_service_app(namespace: &str, name: &str, app: Option<&str>) -> Service {
+    let mut port = json!({"name": "http", "port": 80});
+    if let Some(app) = app {
+        port["appProtocol"] = json!(app);
+    }
+    object(namespace, name, json!({"spec": {"ports": [port]}}))
+}
+
 /// An EndpointSlice of `service` with ports `(name, port)` and endpoints `(address, conditions)`.
 pub fn mk_slice(namespace: &str, name: &str, service: &str, ports: &[(&str, i32)], endpoints: Value) -> EndpointSlice {
     let ports: Vec<Value> = ports.iter().map(|(n, p)| json!({"name": n, "port": p, "protocol": "TCP"})).collect();
@@ -98,6 +109,21 @@ pub const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----E
 pub fn mk_tls_secret(namespace: &str, name: &str) -> Secret {
     let data = json!({"tls.crt": CERT_PEM, "tls.key": KEY_PEM});
     object(namespace, name, json!({"type": "kubernetes.io/tls", "stringData": data}))
+}
+
+/// A Secret of `type_` (`None`: no type, which the API reads as Opaque) with `data` as `stringData`.
+pub fn mk_secret(namespace: &str, name: &str, type_: Option<&str>, data: &[(&str, &str)]) -> Secret {
+    let data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let mut body = json!({"stringData": data});
+    if let Some(type_) = type_ {
+        body["type"] = json!(type_);
+    }
+    object(namespace, name, body)
+}
+
+/// An `Opaque` Secret, as indexed by the Opaque watch (and by the file source).
+pub fn mk_opaque_secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> crate::index::OpaqueSecret {
+    crate::index::OpaqueSecret(mk_secret(namespace, name, Some("Opaque"), data))
 }
 
 pub fn created(at: &str) -> Value {
