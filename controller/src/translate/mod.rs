@@ -5,6 +5,7 @@
 
 mod backend;
 mod class;
+mod grpc;
 mod nginx;
 mod policy;
 mod protocol;

@@ -78,15 +78,16 @@ impl<'a> IngressPolicy<'a> {
         IngressPolicy { annotated, targeted: targets.oldest_usable(TargetKind::Ingress, key), nginx }
     }
 
-    /// The snapshot policy name and policy for a route of this Ingress to `service` (`default` when nothing but the
-    /// controller's defaults applies), and the UploadPolicy in force, to attach the route to it.
+    /// The policy of a route of this Ingress to `service`: its snapshot name (`default` when nothing but the
+    /// controller's defaults applies), the policy, the UploadPolicy in force (to attach the route to it), and who
+    /// set the body mode explicitly.
     pub fn for_route(
         &self,
         targets: &Targets<'a>,
         ingress: &ObjectKey,
         service: &str,
         defaults: &Policy,
-    ) -> (String, Policy, Option<&'a ObjectKey>) {
+    ) -> RoutePolicy<'a> {
         let service_policy =
             || targets.oldest_usable(TargetKind::Service, &ObjectKey::new(&ingress.namespace, service));
         let chosen = self.annotated.or(self.targeted).or_else(service_policy);
@@ -101,8 +102,33 @@ impl<'a> IngressPolicy<'a> {
             (None, false) => format!("ingress:{ingress}"),
             (Some((key, _)), false) => format!("{key}+ingress:{ingress}"),
         };
-        (name, policy, chosen.map(|(key, _)| key))
+        // The same layering as `apply_to`: the UploadPolicy's explicit mode wins over the annotation's.
+        let mode_set_by = match chosen {
+            Some((key, overrides)) if overrides.mode.is_some() => Some(ModeSource::UploadPolicy(key)),
+            _ if self.nginx.mode.is_some() => Some(ModeSource::Annotation),
+            _ => None,
+        };
+        RoutePolicy { name, policy, attached: chosen.map(|(key, _)| key), mode_set_by }
     }
+}
+
+/// The policy chosen for one route.
+pub struct RoutePolicy<'a> {
+    /// The snapshot policy name.
+    pub name: String,
+    pub policy: Policy,
+    /// The UploadPolicy in force, if any.
+    pub attached: Option<&'a ObjectKey>,
+    /// Who set `mode` explicitly; `None` when it is the controller's default (`--default-mode`).
+    pub mode_set_by: Option<ModeSource<'a>>,
+}
+
+/// Where an explicitly set body mode came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeSource<'a> {
+    UploadPolicy(&'a ObjectKey),
+    /// `nginx.ingress.kubernetes.io/proxy-request-buffering`.
+    Annotation,
 }
 
 /// Accepted and ResolvedRefs for every UploadPolicy; attached routes are filled in as routes are built.

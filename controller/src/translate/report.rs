@@ -36,6 +36,8 @@ pub enum Reason {
     UpstreamTlsInvalid,
     /// `proxy-ssl-*` annotations on an Ingress whose backend is not spoken to over TLS.
     UpstreamTlsIgnored,
+    /// Buffered was asked for on a route to an HTTP/2 backend: gRPC calls there go in Tee mode.
+    GrpcNotBuffered,
 }
 
 impl Reason {
@@ -63,6 +65,7 @@ impl Reason {
             Reason::UpstreamTlsSecretRefused => "UpstreamTlsSecretRefused",
             Reason::UpstreamTlsInvalid => "UpstreamTlsInvalid",
             Reason::UpstreamTlsIgnored => "UpstreamTlsIgnored",
+            Reason::GrpcNotBuffered => "GrpcNotBuffered",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! goes to the oldest claimant, deterministically, and the loser is told.
 
 use super::backend;
+use super::grpc;
 use super::policy::{IngressPolicy, Targets};
 use super::report::{Reason, Report};
 use super::upstream::IngressUpstream;
@@ -136,18 +137,19 @@ impl<'a> Routes<'a> {
         if let Some((reason, message)) = resolution.problem {
             report.warn("Ingress", ctx.key, reason, format!("{message}; requests to it get 503"));
         }
+        let protocol = resolution.backend.protocol;
         self.backends.insert(resolution.name.clone(), resolution.backend);
-        let (name, policy, attached) =
-            ctx.policy.for_route(&self.targets, ctx.key, service, &self.config.default_policy);
-        if let (Some(policy_key), false) = (attached, route.is_empty()) {
+        let route_policy = ctx.policy.for_route(&self.targets, ctx.key, service, &self.config.default_policy);
+        grpc::warn_if_buffered(ctx.key, &route_policy, protocol, &resolution.name, report);
+        if let (Some(policy_key), false) = (route_policy.attached, route.is_empty()) {
             if let Some(status) = report.policies.get_mut(policy_key) {
                 status.attached_routes.insert(route.to_string());
             }
         }
-        self.policies.insert(name.clone(), policy);
+        self.policies.insert(route_policy.name.clone(), route_policy.policy);
         Some(RouteTarget {
             backend: resolution.name,
-            policy: Some(name),
+            policy: Some(route_policy.name),
             source: Some(format!("ingress {}", ctx.key)),
             redirect_https: ctx.redirect_https,
         })

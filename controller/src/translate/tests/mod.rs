@@ -2,6 +2,7 @@
 //! reads like the manifest a user would write.
 
 mod classes;
+mod grpc;
 mod invalid;
 mod policies;
 mod protocols;
