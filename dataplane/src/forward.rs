@@ -91,7 +91,9 @@ pub fn upstream_head(
         Some(authority) => (HeaderValue::from_str(authority.as_str()).ok(), true),
         None => (headers.get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(), false),
     };
-    let te_trailers = has_token(&headers, header::TE, "trailers");
+    // TE is hop-by-hop: only its `trailers` is passed on. Looked up only when the head has hop-by-hop fields at all,
+    // which most requests have not (a lookup costs a hash).
+    let te_trailers = has_hop_by_hop(&headers) && has_token(&headers, header::TE, "trailers");
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
         None => Some(client.ip.clone()),
@@ -134,11 +136,15 @@ const REPLACED: [HeaderName; 7] =
 const HOP_BY_HOP: [HeaderName; 6] =
     [header::CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE];
 
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+}
+
 /// Removes the hop-by-hop fields of RFC 9110 §7.6.1, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them, and one pass over the few names a message has is cheaper than hashing
     // all six for lookups (this runs twice per request).
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !has_hop_by_hop(headers) {
         return;
     }
     let named: Vec<HeaderName> = headers
