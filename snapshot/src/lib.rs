@@ -31,7 +31,8 @@ pub struct Snapshot {
     /// Where requests go when no host or path rule matches (an Ingress `defaultBackend`). `None`: 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<RouteTarget>,
-    /// Backends by name (the controller uses `namespace/service:port`).
+    /// Backends by name (the controller uses `namespace/service:port`, with `+h2`, `+tls(…)` suffixes when the
+    /// protocol or TLS settings are not plain HTTP/1.1: one Service port can be routed with several).
     #[serde(default)]
     pub backends: BTreeMap<String, Backend>,
     /// Upload policies by name (the controller uses `namespace/name`, or `default` for its flag defaults).
