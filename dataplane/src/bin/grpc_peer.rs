@@ -18,7 +18,7 @@
 //! (the attempt it saw). A request that is not gRPC (HTTP/2 or HTTP/1.1) gets the HTTP echo of `http_echo`.
 //!
 //! Prints `listening ADDR` first, then `connection N from ADDR`, `sni N NAME` (TLS), `call N PATH attempt=A
-//! request-id=ID` for every request and `hanging N PATH` for a call it will not answer.
+//! request-id=ID` for every request (unless `--quiet`) and `hanging N PATH` for a call it will not answer.
 
 // A binary's root resolves modules next to itself, like a `mod.rs`: these paths keep each binary's files in a
 // folder of its own.
@@ -52,8 +52,18 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// No `call` line per request: for benchmarks, where a write per call would cost the peer more than the call.
+    #[arg(long)]
+    quiet: bool,
     #[command(flatten)]
     tls: self_signed::TlsArgs,
+}
+
+/// What every connection needs to know about this process.
+struct Peer {
+    /// Its listening address, which names it in `x-peer`.
+    address: String,
+    quiet: bool,
 }
 
 /// What one request saw of the proxy, and who answers it.
@@ -94,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     println!("listening {address}");
-    let peer: Arc<str> = address.to_string().into();
+    let peer = Arc::new(Peer { address: address.to_string(), quiet: args.quiet });
     let mut count = 0u64;
     loop {
         let (stream, from) = listener.accept().await?;
@@ -115,7 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(peer: Arc<str>, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, connection: u64) {
+async fn serve(peer: Arc<Peer>, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, connection: u64) {
     let service = hyper::service::service_fn(move |request| {
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(handle(&peer, connection, request).await) }
@@ -127,10 +137,12 @@ async fn serve(peer: Arc<str>, stream: impl AsyncRead + AsyncWrite + Unpin + Sen
         .await;
 }
 
-async fn handle(peer: &str, connection: u64, request: http::Request<Incoming>) -> http::Response<Body> {
-    let seen = Seen::of(peer, &request);
+async fn handle(peer: &Peer, connection: u64, request: http::Request<Incoming>) -> http::Response<Body> {
+    let seen = Seen::of(&peer.address, &request);
     let path = request.uri().path().to_string();
-    println!("call {connection} {path} attempt={} request-id={}", seen.attempt, seen.request_id);
+    if !peer.quiet {
+        println!("call {connection} {path} attempt={} request-id={}", seen.attempt, seen.request_id);
+    }
     let grpc = request.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if !grpc {
         return http_echo::answer(seen, request).await;
