@@ -150,8 +150,9 @@ async fn grpc_unary_call_is_replayed_on_the_other_endpoint_when_the_first_is_kil
     assert_eq!(&response.get_ref()[..], b"replay me");
     assert_eq!(meta(response.metadata(), "x-peer"), other.addr.to_string());
     assert_eq!(meta(response.metadata(), "x-attempt"), "2", "{:?}", response.metadata());
-    let hung_call = peers[hung].lines.starting_with("call ").pop().unwrap();
-    let answered = other.lines.starting_with("call ").pop().unwrap();
+    // The peers print before they answer, but the test reads their output in a task of its own: wait for it.
+    let hung_call = peers[hung].lines.wait_for("call ", STEP).await;
+    let answered = other.lines.wait_for("call ", STEP).await;
     assert_eq!(field(&answered, "attempt"), "2");
     assert_eq!(field(&answered, "request-id"), field(&hung_call, "request-id"), "one request, two attempts");
     assert!(!field(&answered, "request-id").is_empty());
@@ -174,7 +175,7 @@ async fn hundred_concurrent_calls(client: &Client) {
 async fn hundred_concurrent_calls_over_one_connection_reach_the_peer_on_one_connection_directly() {
     let peer = PeerProcess::grpc(false).await;
     hundred_concurrent_calls(&grpc::connect(peer.addr, None).await).await;
-    assert_eq!(peer.lines.starting_with("call ").len(), 100);
+    peer.lines.wait_for_nth(100, STEP, |l| l.starts_with("call ")).await;
     assert_eq!(peer.connections(), 1);
 }
 
@@ -183,7 +184,7 @@ async fn hundred_concurrent_grpc_calls_from_one_client_connection_share_one_upst
     let peer = PeerProcess::grpc(false).await;
     let dataplane = dataplane_to(&[peer.addr], false).await;
     hundred_concurrent_calls(&grpc::connect(dataplane.addr, None).await).await;
-    assert_eq!(peer.lines.starting_with("call ").len(), 100);
+    peer.lines.wait_for_nth(100, STEP, |l| l.starts_with("call ")).await;
     assert_eq!(
         peer.connections(),
         1,

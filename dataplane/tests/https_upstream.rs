@@ -65,7 +65,7 @@ async fn uploads_and_get_arrive(dataplane: &Harness, upstream: &UpstreamProcess,
         assert_eq!(result.json()["sha256"], payload_sha256(len).as_str(), "{path}");
     }
     assert_eq!(deliveries(log).len(), 2);
-    assert!(!upstream.lines.starting_with("sni ").is_empty(), "the upstream saw TLS handshakes");
+    upstream.lines.wait_for("sni ", STEP).await;
 }
 
 /// Two routes, `/buffered` and `/tee`, to the TLS upstream with `backend_tls`.

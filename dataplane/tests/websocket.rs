@@ -27,7 +27,7 @@ async fn dataplane_to(peers: &[&PeerProcess], wss: bool, policy: Value) -> (Harn
     (Harness::start(Some(&snapshot.to_string()), 0).await, cert)
 }
 
-/// The `upgrade` line the peer printed for its connection `n`th upgrade, as JSON.
+/// The `nth` `upgrade` line the peer printed (the path and forwarding headers it was sent), as JSON.
 async fn upgrade_seen(peer: &PeerProcess, nth: usize) -> Value {
     let line = peer.lines.wait_for_nth(nth, STEP, |l| l.starts_with("upgrade ")).await;
     serde_json::from_str(line.splitn(3, ' ').nth(2).unwrap()).unwrap()
@@ -121,6 +121,8 @@ async fn upgrade_refused_by_the_upstream_with_400_or_426_reaches_the_client_unch
         assert_eq!(status.to_string(), refusal, "{head}{body}");
         assert!(head.contains(&format!("x-refused-by: {}", peer.addr)), "the upstream's own response: {head}");
         assert!(body.starts_with(&format!("refused by {}", peer.addr)), "{body}");
+        // The peer prints after it answered: wait for the line, then check there is no second one.
+        peer.lines.wait_for("refused 1 ", STEP).await;
         assert_eq!(peer.lines.starting_with("refused ").len(), 1, "asked once, not replayed");
         assert!(!head.starts_with("http/1.1 101"), "{head}");
     }
