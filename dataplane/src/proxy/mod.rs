@@ -1,5 +1,5 @@
 //! The request path, top-down: route → limits → body → upstream with replay → response (or rescue). A request that
-//! asks to switch protocols takes its own path ([`upgrade`]) and may end as a tunnel.
+//! asks to switch protocols takes its own path (`upgrade`) and may end as a tunnel.
 
 mod upgrade;
 

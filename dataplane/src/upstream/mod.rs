@@ -2,10 +2,10 @@
 //!
 //! - [`attempt()`] picks the protocol part for the backend and the request, and is all the replay loop calls;
 //! - protocols: [`plain`] (Holdfast's own HTTP/1.1 client: bodiless and spooled requests over TCP, the measured fast
-//!   path), [`hyper_h1`] (HTTP/1.1 through hyper: chunked and streamed bodies, TLS, tunnel handshakes), [`h2`]
+//!   path), `hyper_h1` (HTTP/1.1 through hyper: chunked and streamed bodies, TLS, tunnel handshakes), `h2`
 //!   (HTTP/2 through hyper, multiplexed: gRPC);
 //! - [`transport`]: TCP, and TLS on top (rustls) with the backend's verification settings;
-//! - [`pool`]: the connections of each kind kept per worker and endpoint;
+//! - `pool`: the connections of each kind kept per worker and endpoint;
 //! - around them: the request as sent ([`request`]), its body ([`body_source`]), the response body and its read
 //!   timeout, the attempt clock for hyper's clients, and how a failure is classified for the replay decision
 //!   ([`failure`]).

@@ -8,9 +8,9 @@
 //! the response head, and frames the body (RFC 9112 §6.3); a small response body that arrived with its head is handed
 //! over whole and the connection goes straight back to the pool.
 //!
-//! A spooled body is sent by the same task ([`super::plain_send`]), segment by segment as the spool hands them over.
+//! A spooled body is sent by the same task (`send`), segment by segment as the spool hands them over.
 //! Bodies of unknown length in Tee mode (sent chunked) and Streaming bodies keep hyper's client
-//! ([`super::hyper_h1`]).
+//! (`upstream::hyper_h1`).
 
 mod body;
 mod chunked;
