@@ -357,11 +357,13 @@ async fn receive_while_delivering(
     }
 }
 
-/// Tee and Streaming to an HTTP/2 upstream: the client's body is read by a task of its own while the delivery runs,
-/// and goes on being read after the response head for as long as the response lasts (a bidirectional gRPC call sends
-/// and receives messages until it ends). A failure of the client's side before the answer ends the request with that
-/// failure; after it, the failed body fails the upstream's stream, and with it the response. When the response is
-/// done (or the client gone), whatever is left of the body is no longer wanted and its reading is stopped.
+/// Tee and Streaming to an HTTP/2 upstream: the client's body is read while the delivery runs, and goes on being
+/// read after the response head for as long as the response lasts (a bidirectional gRPC call sends and receives
+/// messages until it ends). Until the answer both run in this request's task; a body still arriving then is handed
+/// to a task of its own, tied to the response body — most calls (unary ones) have sent theirs by then, and pay for
+/// no task. A failure of the client's side before the answer ends the request with that failure; after it, the
+/// failed body fails the upstream's stream, and with it the response. When the response is done (or the client
+/// gone), whatever is left of the body is no longer wanted and its reading is stopped.
 async fn full_duplex(
     dp: &Arc<Dataplane>,
     route: &Matched,
@@ -369,28 +371,33 @@ async fn full_duplex(
     delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
     (request_id, in_flight): (&HeaderValue, ResponseInFlight),
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let mut receiving = tokio::spawn(receiving);
-    let reading = AbortOnDrop(receiving.abort_handle());
+    // Boxed so that it can move into a task of its own half-way through.
+    let mut receiving = Box::pin(receiving);
+    let mut received = false;
     tokio::pin!(delivering);
-    let answer = tokio::select! {
-        answer = &mut delivering => answer?,
-        received = &mut receiving => {
-            match received.unwrap_or_else(|error| Err(ProxyError::Internal(format!("body reader: {error}")))) {
+    let answer = loop {
+        tokio::select! {
+            answer = &mut delivering => break answer?,
+            result = &mut receiving, if !received => match result {
                 // The body is complete (or the attempt holding the stream ended, which its own result says).
-                Ok(_) | Err(ProxyError::StreamNotTaken) => delivering.await?,
+                Ok(_) | Err(ProxyError::StreamNotTaken) => received = true,
                 Err(error) => return Err(error),
-            }
+            },
         }
     };
+    let reading = (!received).then(|| AbortOnDrop(tokio::spawn(receiving).abort_handle()));
     let response = into_client_response(dp, answer, &route.policy, request_id, in_flight);
-    Ok(response.map(|body| {
-        body.map_frame(move |frame| {
-            // Dropped with the response body.
-            let _ = &reading;
-            frame
-        })
-        .boxed_unsync()
-    }))
+    Ok(match reading {
+        None => response,
+        Some(reading) => response.map(|body| {
+            body.map_frame(move |frame| {
+                // Dropped with the response body.
+                let _ = &reading;
+                frame
+            })
+            .boxed_unsync()
+        }),
+    })
 }
 
 /// The upstream's response for the client: hop-by-hop headers removed, the body under the read timeout, and the

@@ -93,6 +93,21 @@ impl SpoolReader {
         }
     }
 
+    /// Resolves when the writer has announced more than this reader saw at its last [`Self::available`]: an owned
+    /// future, for a reader that is polled rather than awaited (hyper's request bodies).
+    pub fn announcement(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // A clone has seen what the original has seen, so it waits for the next change.
+        let mut progress = self.progress.clone();
+        async move {
+            let _ = progress.changed().await;
+        }
+    }
+
+    /// The spool being read.
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
     /// Waits until the writer announces more (or ends the body).
     async fn more_announced(&mut self) -> Result<(), ReadError> {
         // The reader holds the spool, and with it the sender: `changed` cannot fail here.
