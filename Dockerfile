@@ -10,11 +10,11 @@ FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 # The image's toolchain is the pinned one; this stops rustup from acting on rust-toolchain.toml (not copied anyway).
 ENV RUSTUP_TOOLCHAIN=1.95.0 CARGO_TERM_COLOR=never
-# The dataplane is built with PGO (scripts/build-dist): llvm-profdata of the toolchain's own LLVM, and wrk, curl and
-# python3 for the training run on the builder's loopback.
+# The dataplane is built with PGO (scripts/build-dist): llvm-profdata of the toolchain's own LLVM, and wrk, curl,
+# h2load (gRPC calls) and python3 for the training run on the builder's loopback.
 RUN rustup component add llvm-tools \
     && apt-get update \
-    && apt-get install -y --no-install-recommends wrk curl python3 \
+    && apt-get install -y --no-install-recommends wrk curl nghttp2-client python3 \
     && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first, against stub sources: this layer is rebuilt only when a manifest or Cargo.lock changes. (The
