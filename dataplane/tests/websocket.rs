@@ -61,6 +61,8 @@ async fn tunnel_echoes_and_pushes(client_tls: bool, wss: bool) {
     let listener = if client_tls { dataplane.tls_addr } else { dataplane.addr };
     let mut ws = connect(listener, client.as_ref(), "/chat?room=1").await.unwrap();
     assert_eq!(hello(&mut ws).await, peer.addr);
+    let open = &dataplane.dp.metrics.tunnels_open;
+    assert_eq!(open.get(), 1, "the greeting came through the tunnel, which is counted");
     echo_and_push(&mut ws).await;
     let seen = upgrade_seen(&peer, 1).await;
     assert_eq!(seen["path"], "/chat");
@@ -69,6 +71,13 @@ async fn tunnel_echoes_and_pushes(client_tls: bool, wss: bool) {
     // The client's close frame crosses the tunnel and the peer's answer comes back.
     ws.close(None).await.unwrap();
     peer.lines.wait_for("closed 1 by the client", STEP).await;
+    // The peer closed its end; the tunnel passed that on and lasts until the client closes its socket too.
+    drop(ws);
+    let started = Instant::now();
+    while open.get() != 0 && started.elapsed() < STEP {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(open.get(), 0, "both sides closed: the tunnel is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,7 +80,8 @@ async fn proxy(
     in_flight: ResponseInFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if let Some(protocol) = upgrade::requested(&request) {
-        return Box::pin(upgrade::serve(dp, client, conn, route, request, request_id, in_flight, protocol)).await;
+        let tunnel = upgrade::serve((dp, client, conn), route, (request, protocol), (request_id, in_flight));
+        return Box::pin(tunnel).await;
     }
     let policy = &route.policy;
     // Refuse a declared length over the limit before a byte of the body is read (and before `100 Continue`).

@@ -55,20 +55,14 @@ pub(super) fn requested(request: &Request<Incoming>) -> Option<HeaderValue> {
     }
 }
 
-/// Serves a tunnel request (see the module docs).
-#[allow(clippy::too_many_arguments)]
+/// Serves a tunnel request (see the module docs): `request` asks to switch to `protocol`.
 pub(super) async fn serve(
-    dp: &Arc<Dataplane>,
-    client: &ClientInfo,
-    conn: &Arc<ConnState>,
+    (dp, client, conn): (&Arc<Dataplane>, &ClientInfo, &Arc<ConnState>),
     route: &Matched,
-    request: Request<Incoming>,
-    request_id: &HeaderValue,
-    in_flight: ResponseInFlight,
-    protocol: HeaderValue,
+    (request, protocol): (Request<Incoming>, HeaderValue),
+    (request_id, in_flight): (&HeaderValue, ResponseInFlight),
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let backend = route.snapshot.backends.get(&*route.backend);
-    if backend.is_some_and(|b| b.upstream.protocol == UpstreamProtocol::Http2) {
+    if route.upstream_protocol() == UpstreamProtocol::Http2 {
         return Err(ProxyError::TunnelUnsupported { backend: route.backend.to_string() });
     }
     let extended_connect = request.version() == Version::HTTP_2;

@@ -3,7 +3,8 @@
 //! (gRPC's status lives in them).
 //!
 //! A failure on a connection that already carried requests, before the response head, is retried once on a new
-//! connection, as the next attempt: the upstream may have closed it (GOAWAY, an idle timeout) between requests.
+//! connection, as the next attempt: the upstream may have closed it (GOAWAY, an idle timeout) between requests. Not
+//! for a Streaming body, which its first send takes: that failure is the request's (502), as on HTTP/1.1.
 
 use super::body_source::{BodySource, UpstreamBody};
 use super::clock::AttemptClock;
@@ -24,7 +25,8 @@ pub async fn attempt_h2(pool: &Arc<Pool>, addr: SocketAddr, delivery: &Delivery<
     let transport = &delivery.upstream.transport;
     let connect_limit = ms(delivery.timeouts.upstream_connect_ms);
     let stream = pool.h2_stream(addr, transport, connect_limit, false).await?;
-    if !stream.reused {
+    // A streamed body is taken by its first send: it could not go out again on a new connection.
+    if !stream.reused || matches!(delivery.body, BodySource::Stream(_)) {
         return send(stream, delivery).await;
     }
     let retry_head = match send(stream, delivery).await {
