@@ -101,8 +101,8 @@ async fn proxy(
         Some((len, body)) if parts.version <= Version::HTTP_11 && !duplex => Some(Direct { body, len }),
         _ => None,
     };
-    // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
     let mode = if declared == Some(0) { policy.mode } else { body_mode(policy.mode, &parts.headers) };
+    // Called once, in whichever branch runs: the client's head becomes the upstream's without a copy.
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     // Requests with a body box their futures: kept inline, those states would make every request's future (a
     // bodyless GET's too) as large as the largest of them, and each request's future is moved into hyper.
