@@ -130,6 +130,28 @@ pub struct RouteTarget {
     /// Answer plain-HTTP requests with a permanent redirect to HTTPS (an Ingress annotation turns it on).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redirect_https: bool,
+    /// The Ingress the route comes from: the `namespace` and `ingress` labels of the route's metrics, and its access
+    /// log lines. Bounded by what users applied, never by requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<ObjectRef>,
+}
+
+/// A namespaced Kubernetes object by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A Service port, as routes name it: the `service` and `port` labels of the route's metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub name: String,
+    /// The port's number, or its name when the Ingress names it (as written in the Ingress).
+    pub port: String,
 }
 
 /// A Service port and the endpoints behind it.
@@ -146,6 +168,9 @@ pub struct Backend {
     /// TLS to the endpoints; `None`: plain TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// The Service port behind the backend, for metric labels, logs and the status page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServicePort>,
 }
 
 /// How a backend's ready endpoints share requests.

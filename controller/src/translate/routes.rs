@@ -152,6 +152,7 @@ impl<'a> Routes<'a> {
             policy: Some(route_policy.name),
             source: Some(format!("ingress {}", ctx.key)),
             redirect_https: ctx.redirect_https,
+            ingress: None,
         })
     }
 
