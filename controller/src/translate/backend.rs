@@ -4,7 +4,7 @@
 
 use super::report::Reason;
 use crate::index::{Index, ObjectKey, PortRef, ServicePortModel, SliceModel};
-use holdfast_snapshot::{Backend, Endpoint};
+use holdfast_snapshot::{Backend, Endpoint, ServicePort};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -26,9 +26,12 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
         return Err((Reason::ServicePortNotFound, format!("backend service {service} names no port")));
     }
     let key = ObjectKey::new(namespace, service);
+    // The port as the Ingress writes it (a number or a name), also when the Service or its port is missing: the
+    // dataplane labels the route's metrics with it, and a missing backend's 503s are worth a label too.
+    let identity = ServicePort { namespace: namespace.to_string(), name: service.to_string(), port: port.to_string() };
     let empty = |name: String, reason, message| Resolution {
         name,
-        backend: Backend::default(),
+        backend: Backend { service: Some(identity.clone()), ..Backend::default() },
         problem: Some((reason, message)),
         port: port.to_string(),
         app_protocol: None,
@@ -48,7 +51,7 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
     let endpoints = endpoints(index, &key, &service_port.name);
     Ok(Resolution {
         name: format!("{key}:{}", service_port.port),
-        backend: Backend { endpoints, ..Default::default() },
+        backend: Backend { endpoints, service: Some(identity), ..Default::default() },
         problem: None,
         port: service_port.port.to_string(),
         app_protocol: service_port.app_protocol.clone(),

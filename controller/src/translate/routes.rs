@@ -8,7 +8,7 @@ use super::report::{Reason, Report};
 use super::upstream::IngressUpstream;
 use super::Config;
 use crate::index::{BackendModel, Index, IngressModel, ObjectKey, PathModel};
-use holdfast_snapshot::{Backend, HostRule, PathRule, PathType, Policy, RouteTarget, Snapshot};
+use holdfast_snapshot::{Backend, HostRule, ObjectRef, PathRule, PathType, Policy, RouteTarget, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 
 /// The snapshot under construction, and who claimed each route.
@@ -138,7 +138,9 @@ impl<'a> Routes<'a> {
             report.warn("Ingress", ctx.key, reason, format!("{message}; requests to it get 503"));
         }
         let protocol = resolution.backend.protocol;
-        self.backends.insert(resolution.name.clone(), resolution.backend);
+        // Routes that name one Service port differently (`80` and `http`) share its backend; the oldest Ingress's
+        // route, added first, names it for the metric labels, as the oldest claimant wins everywhere else.
+        self.backends.entry(resolution.name.clone()).or_insert(resolution.backend);
         let route_policy = ctx.policy.for_route(&self.targets, ctx.key, service, &self.config.default_policy);
         grpc::warn_if_buffered(ctx.key, &route_policy, protocol, &resolution.name, report);
         if let (Some(policy_key), false) = (route_policy.attached, route.is_empty()) {
@@ -152,7 +154,7 @@ impl<'a> Routes<'a> {
             policy: Some(route_policy.name),
             source: Some(format!("ingress {}", ctx.key)),
             redirect_https: ctx.redirect_https,
-            ingress: None,
+            ingress: Some(ObjectRef { namespace: ctx.key.namespace.clone(), name: ctx.key.name.clone() }),
         })
     }
 

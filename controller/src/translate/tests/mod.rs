@@ -3,6 +3,7 @@
 
 mod classes;
 mod grpc;
+mod identities;
 mod invalid;
 mod policies;
 mod protocols;
