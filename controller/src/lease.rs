@@ -10,6 +10,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -54,13 +55,15 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
     }
 }
 
-/// Holds or follows the Lease until shutdown, publishing whether this replica leads. Releases it on shutdown.
+/// Holds or follows the Lease until shutdown, publishing whether this replica leads (to `tx`, and as 1 or 0 to the
+/// `leader` gauge). Releases it on shutdown.
 pub async fn run(
     api: Api<Lease>,
     name: String,
     identity: String,
     timing: LeaseTiming,
     tx: watch::Sender<bool>,
+    leader: Gauge,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -71,6 +74,7 @@ pub async fn run(
                 false
             }
         };
+        leader.set(i64::from(leading));
         if tx.send_replace(leading) != leading {
             tracing::info!(leading, identity = %identity, "Leadership changed");
         }
@@ -82,6 +86,7 @@ pub async fn run(
     if *tx.borrow() {
         release(&api, &name, &identity).await;
     }
+    leader.set(0);
 }
 
 async fn try_lead(api: &Api<Lease>, name: &str, identity: &str, timing: &LeaseTiming) -> Result<bool, kube::Error> {

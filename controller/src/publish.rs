@@ -56,7 +56,9 @@ pub async fn run(
             _ = shutdown.wait() => return,
         }
         tokio::time::sleep(COALESCE).await;
+        let started = tokio::time::Instant::now();
         let translation = shared.translate(&config);
+        metrics.translation_seconds.observe(started.elapsed().as_secs_f64());
         metrics.translations.inc();
         metrics.warnings.set(i64::try_from(translation.report.warnings.len()).unwrap_or(i64::MAX));
         let routes: usize = translation.snapshot.hosts.iter().map(|h| h.paths.len()).sum();

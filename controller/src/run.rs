@@ -4,7 +4,7 @@
 
 use crate::admin;
 use crate::drain::Shutdown;
-use crate::metrics::{PublishMetrics, PushMetrics};
+use crate::metrics::{PublishMetrics, PushMetrics, SourceMetrics};
 use crate::publish::{self, Shared};
 use crate::push::{DataplaneClient, PushTiming, Pusher};
 use crate::source;
@@ -45,17 +45,18 @@ pub async fn run(source: Source, settings: Settings, shutdown: Shutdown) -> Resu
     let shared = Arc::new(Shared::default());
     let (tx, rx) = watch::channel::<Option<Arc<Translation>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut registry = Registry::default();
+    let source_metrics = SourceMetrics::register(&mut registry);
     match source {
         Source::Files(dir) => {
             if !dir.is_dir() {
                 return Err(RunError::NotADirectory(dir));
             }
             let files = source::files::FileSource::new(dir);
-            tasks.spawn(source::files::watch(files, shared.clone(), shutdown.clone()));
+            tasks.spawn(source::files::watch(files, shared.clone(), source_metrics, shutdown.clone()));
         }
-        Source::Kube(kube) => kube.spawn(&mut tasks, shared.clone(), rx.clone(), shutdown.clone()),
+        Source::Kube(kube) => kube.spawn(&mut tasks, shared.clone(), rx.clone(), source_metrics, shutdown.clone()),
     }
-    let mut registry = Registry::default();
     let publish_metrics = PublishMetrics::register(&mut registry);
     let mut pusher = Pusher::new(settings.dataplane, settings.timing);
     pusher.metrics = PushMetrics::register(&mut registry);

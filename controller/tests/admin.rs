@@ -23,7 +23,7 @@ async fn serves_metrics_health_and_readiness() {
     let addr = listener.local_addr().unwrap();
     let mut registry = Registry::default();
     let metrics = PushMetrics::register(&mut registry);
-    metrics.count(PushOutcome::Unreachable);
+    metrics.observe(PushOutcome::Unreachable, 0.002);
     let (ready_tx, ready_rx) = watch::channel(false);
     let (trigger, shutdown) = drain::channel();
     let server = tokio::spawn(admin::serve(listener, Arc::new(registry), ready_rx, shutdown));
@@ -34,6 +34,7 @@ async fn serves_metrics_health_and_readiness() {
     assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
     let metrics = get(addr, "/metrics").await;
     assert!(metrics.contains("holdfast_controller_pushes_total{outcome=\"Unreachable\"} 1"), "{metrics}");
+    assert!(metrics.contains("holdfast_controller_push_seconds_count{outcome=\"Unreachable\"} 1"), "{metrics}");
     assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 
     trigger.fire();

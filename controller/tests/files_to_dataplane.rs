@@ -1,6 +1,6 @@
 //! The whole standalone pipeline in-process: `--from-dir` files → index → translation → pusher → a test double of
 //! the dataplane admin API. Covers edits reaching the dataplane within 1 s, broken files keeping routes, retries,
-//! and the re-push after a dataplane restart.
+//! the re-push after a dataplane restart, and the metrics the run serves on its admin listener.
 
 mod support;
 
@@ -98,6 +98,75 @@ async fn file_edits_reach_the_dataplane_and_broken_files_keep_routes() {
     dataplane.restart();
     let again = dataplane.wait_for(Duration::from_secs(2), |s| endpoint(s) == Some((3001, true))).await;
     assert!(again.is_some(), "the controller did not re-push after the dataplane restarted");
+
+    trigger.fire();
+    tokio::time::timeout(Duration::from_secs(2), controller).await.unwrap().unwrap().unwrap();
+}
+
+/// `GET /metrics` from the admin listener at `addr`, as text.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// The value of one sample line (`name{labels}` exactly as exposed), if the scrape has it.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `series` has a value `until` accepts, for at most 5 s; returns the last scrape.
+async fn scrape_until(addr: std::net::SocketAddr, series: &str, until: impl Fn(f64) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(addr).await;
+        if sample(&text, series).is_some_and(&until) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_from_files_reports_events_translations_pushes_and_no_leader_on_its_admin_listener() {
+    let dataplane = DataplaneDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "app.yaml", MANIFESTS);
+    write(dir.path(), "slice.yaml", &slice(3000, true));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let (trigger, shutdown) = drain::channel();
+    let settings = Settings {
+        translate: Config::default(),
+        dataplane: DataplaneClient::new(&dataplane.url).unwrap(),
+        timing: PushTiming::default(),
+        admin: Some(admin),
+    };
+    let controller = tokio::spawn(run(Source::Files(dir.path().to_path_buf()), settings, shutdown));
+
+    let accepted = "holdfast_controller_pushes_total{outcome=\"Accepted\"}";
+    let text = scrape_until(addr, accepted, |n| n >= 1.0).await;
+    let pushed = dataplane.in_force().expect("the snapshot reached the dataplane");
+    let events = |kind: &str, event: &str| {
+        sample(&text, &format!("holdfast_controller_watch_events_total{{kind=\"{kind}\",event=\"{event}\"}}"))
+    };
+    assert_eq!(events("Ingress", "init_apply"), Some(1.0), "{text}");
+    assert_eq!(events("UploadPolicy", "init_done"), Some(1.0), "{text}");
+    assert!(sample(&text, "holdfast_controller_translation_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
+    let push_seconds = "holdfast_controller_push_seconds_count{outcome=\"Accepted\"}";
+    assert_eq!(sample(&text, push_seconds), sample(&text, accepted), "{text}");
+    let bytes = serde_json::to_vec(&pushed).unwrap().len() as f64;
+    assert_eq!(sample(&text, "holdfast_controller_snapshot_bytes"), Some(bytes), "the PUT body's size: {text}");
+    assert_eq!(sample(&text, "holdfast_controller_leader"), Some(0.0), "no election from files: {text}");
+
+    // An edited EndpointSlice is one apply, as the API would have sent it.
+    write(dir.path(), "slice.yaml", &slice(3000, false));
+    let slice_applied = "holdfast_controller_watch_events_total{kind=\"EndpointSlice\",event=\"apply\"}";
+    let text = scrape_until(addr, slice_applied, |n| n >= 1.0).await;
+    assert_eq!(sample(&text, slice_applied), Some(1.0), "{text}");
 
     trigger.fire();
     tokio::time::timeout(Duration::from_secs(2), controller).await.unwrap().unwrap().unwrap();

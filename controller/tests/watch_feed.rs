@@ -1,10 +1,12 @@
 //! The watch → index → translation seam, with scripted watch streams standing in for the API server's (a test
-//! double of the watch API): applies, deletes and relists reach the published snapshot.
+//! double of the watch API): applies, deletes and relists reach the published snapshot, and are counted by kind
+//! and event.
 
 mod support;
 
 use futures::stream;
 use holdfast_controller::drain;
+use holdfast_controller::metrics::{SourceMetrics, WatchEvent, WatchLabels};
 use holdfast_controller::publish::{self, Shared};
 use holdfast_controller::source::kube::{feed, WatchFeed};
 use holdfast_controller::translate::Config;
@@ -44,11 +46,12 @@ async fn watch_events_reach_the_published_snapshot() {
     let (tx, mut rx) = watch::channel(None);
     let (trigger, shutdown) = drain::channel();
     let publisher = tokio::spawn(publish::run(shared.clone(), Config::default(), tx, Default::default(), shutdown));
+    let metrics = SourceMetrics::default();
 
-    feed(stream::iter(vec![Ok(Event::Apply(objects::class()))]), &shared).await;
-    feed(stream::iter(vec![Ok(Event::Apply(objects::service("web")))]), &shared).await;
-    feed(stream::iter(vec![Ok(Event::Apply(objects::ingress("app", "web")))]), &shared).await;
-    feed(stream::iter(vec![Ok(Event::Apply(objects::slice("s", "web", "10.0.0.7")))]), &shared).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::class()))]), &shared, &metrics).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::service("web")))]), &shared, &metrics).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::ingress("app", "web")))]), &shared, &metrics).await;
+    feed(stream::iter(vec![Ok(Event::Apply(objects::slice("s", "web", "10.0.0.7")))]), &shared, &metrics).await;
 
     let published = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|t| t.is_some())).await.unwrap().unwrap();
     let snapshot = &published.as_ref().unwrap().snapshot;
@@ -56,7 +59,7 @@ async fn watch_events_reach_the_published_snapshot() {
     assert_eq!(snapshot.backends["default/web:80"].endpoints[0].address, "10.0.0.7");
     drop(published);
 
-    feed(stream::iter(vec![Ok(Event::Delete(objects::slice("s", "web", "10.0.0.7")))]), &shared).await;
+    feed(stream::iter(vec![Ok(Event::Delete(objects::slice("s", "web", "10.0.0.7")))]), &shared, &metrics).await;
     let emptied = tokio::time::timeout(
         Duration::from_secs(2),
         rx.wait_for(|t| t.as_ref().is_some_and(|t| t.snapshot.backends["default/web:80"].endpoints.is_empty())),
@@ -90,4 +93,34 @@ fn a_relist_of_the_opaque_secret_watch_keeps_the_tls_secrets_of_the_other_watch(
     });
     assert_eq!((tls_count, ca_count), (1, 1));
     assert_eq!(uid.as_deref(), Some("uid-listener"), "the Opaque relist must not forget the TLS Secret's uid");
+}
+
+#[test]
+fn every_watch_event_is_counted_by_kind_and_event() {
+    let shared = Shared::default();
+    let metrics = SourceMetrics::default();
+    let mut slices = WatchFeed::new(metrics.clone());
+    for event in [
+        Event::Init,
+        Event::InitApply(objects::slice("a", "web", "10.0.0.1")),
+        Event::InitApply(objects::slice("b", "web", "10.0.0.2")),
+        Event::InitDone,
+        Event::Apply(objects::slice("c", "web", "10.0.0.3")),
+        Event::Delete(objects::slice("a", "web", "10.0.0.1")),
+    ] {
+        slices.handle(event, &shared);
+    }
+    WatchFeed::new(metrics.clone()).handle(Event::Apply(objects::service("web")), &shared);
+    // An Opaque Secret is indexed into a store of its own, but counted as the Secret it is.
+    let secret = holdfast_controller::index::OpaqueSecret(objects::from(serde_json::json!({
+        "metadata": {"name": "ca", "namespace": "default"}, "type": "Opaque", "stringData": {"ca.crt": "x"}
+    })));
+    WatchFeed::new(metrics.clone()).handle(Event::Apply(secret), &shared);
+
+    let count = |kind, event| metrics.watch_events.get(&WatchLabels { kind, event }).map_or(0, |c| c.get());
+    use WatchEvent::*;
+    let slice_counts: Vec<u64> = [init, init_apply, init_done, apply, delete].map(|e| count("EndpointSlice", e)).into();
+    assert_eq!(slice_counts, [1, 2, 1, 1, 1]);
+    assert_eq!((count("Service", apply), count("Service", delete)), (1, 0));
+    assert_eq!(count("Secret", apply), 1);
 }

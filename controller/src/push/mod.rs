@@ -87,18 +87,22 @@ impl Pusher {
                 if !force && accepted.as_ref().is_some_and(|(_, snapshot)| *snapshot == translation.snapshot) {
                     break;
                 }
-                match push_once(&self.client, &translation, accepted.as_ref().map(|(v, _)| *v)).await {
+                let started = tokio::time::Instant::now();
+                let ours = accepted.as_ref().map(|(v, _)| *v);
+                let result = push_once(&self.client, &translation, ours, &self.metrics).await;
+                let seconds = started.elapsed().as_secs_f64();
+                match result {
                     Ok(version) => {
                         let hosts = translation.snapshot.hosts.len();
                         tracing::info!(version, hosts, "Dataplane accepted the snapshot");
-                        self.metrics.count(PushOutcome::Accepted);
+                        self.metrics.observe(PushOutcome::Accepted, seconds);
                         self.metrics.accepted_version.set(i64::try_from(version).unwrap_or(i64::MAX));
                         self.ready.send_replace(true);
                         accepted = Some((version, translation.snapshot.clone()));
                         break;
                     }
                     Err(error) => {
-                        self.metrics.count(error.outcome());
+                        self.metrics.observe(error.outcome(), seconds);
                         tracing::warn!(%error, retry_in = ?backoff, "Push to the dataplane failed");
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
@@ -144,11 +148,14 @@ async fn push_once(
     client: &DataplaneClient,
     translation: &Translation,
     accepted: Option<u64>,
+    metrics: &PushMetrics,
 ) -> Result<u64, PushError> {
     let theirs = client.version().await?;
     let version = accepted.unwrap_or(0).max(theirs.unwrap_or(0)) + 1;
     let mut snapshot = translation.snapshot.clone();
     snapshot.version = version;
-    client.put(Bytes::from(serde_json::to_vec(&snapshot)?)).await?;
+    let body = serde_json::to_vec(&snapshot)?;
+    metrics.snapshot_bytes.set(i64::try_from(body.len()).unwrap_or(i64::MAX));
+    client.put(Bytes::from(body)).await?;
     Ok(version)
 }

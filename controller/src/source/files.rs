@@ -8,6 +8,7 @@
 
 use crate::drain::Shutdown;
 use crate::index::{Index, IndexError, IndexKind, OpaqueSecret};
+use crate::metrics::SourceMetrics;
 use crate::publish::Shared;
 use holdfast_crds::UploadPolicy;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -223,8 +224,10 @@ fn take<K: IndexKind + serde::de::DeserializeOwned>(
     Ok(())
 }
 
-/// Polls the directory until shutdown, resetting the index whenever the files' objects change.
-pub async fn watch(mut source: FileSource, shared: Arc<Shared>, mut shutdown: Shutdown) {
+/// Polls the directory until shutdown, resetting the index whenever the files' objects change, and counting the
+/// changes as watch events.
+pub async fn watch(mut source: FileSource, shared: Arc<Shared>, metrics: SourceMetrics, mut shutdown: Shutdown) {
+    let mut previous: Option<Objects> = None;
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dir_unreadable = false;
@@ -254,6 +257,8 @@ pub async fn watch(mut source: FileSource, shared: Arc<Shared>, mut shutdown: Sh
         last_rejected = rejected;
         if scan.changed {
             let objects = source.objects();
+            super::file_events::count(previous.as_ref(), &objects, &metrics);
+            previous = Some(objects.clone());
             for error in shared.update(|index| objects.reset_index(index)) {
                 tracing::warn!(%error, "Skipped an object");
             }

@@ -5,6 +5,7 @@
 use crate::drain::Shutdown;
 use crate::index::{IndexKind, OpaqueSecret};
 use crate::lease::{self, LeaseTiming};
+use crate::metrics::{SourceMetrics, WatchEvent};
 use crate::publish::Shared;
 use crate::status::kube_api::KubeClusterWriter;
 use crate::status::{self, Addresses};
@@ -46,12 +47,13 @@ impl KubeSource {
         tasks: &mut JoinSet<()>,
         shared: Arc<Shared>,
         published: watch::Receiver<Option<Arc<Translation>>>,
+        metrics: SourceMetrics,
         shutdown: Shutdown,
     ) {
         let (leader_tx, leader_rx) = watch::channel(false);
         let leases = Api::namespaced(self.client.clone(), &self.lease_namespace);
-        let timing = LeaseTiming::default();
-        tasks.spawn(lease::run(leases, LEASE_NAME.into(), self.identity.clone(), timing, leader_tx, shutdown.clone()));
+        let (identity, timing, leading) = (self.identity.clone(), LeaseTiming::default(), metrics.leader.clone());
+        tasks.spawn(lease::run(leases, LEASE_NAME.into(), identity, timing, leader_tx, leading, shutdown.clone()));
         let writer = KubeClusterWriter::new(self.client.clone(), self.identity.clone());
         tasks.spawn(status::run(writer, published, leader_rx, self.addresses.clone(), shutdown.clone()));
         let all = watcher::Config::default();
@@ -59,14 +61,14 @@ impl KubeSource {
         // (upstream CAs), and only their PEM keys: the controller has no business keeping other Secrets' data.
         let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
         let opaque = watcher::Config::default().fields("type=Opaque");
-        let c = &self.client;
-        tasks.spawn(watch_kind(Api::<IngressClass>::all(c.clone()), all.clone(), shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_kind(self.api::<Ingress>(), all.clone(), shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_kind(self.api::<Service>(), all.clone(), shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_kind(self.api::<EndpointSlice>(), all.clone(), shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_kind(self.api::<Secret>(), tls, shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_as::<Secret, OpaqueSecret>(self.api::<Secret>(), opaque, shared.clone(), shutdown.clone()));
-        tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, shared, shutdown));
+        let to = Sink { shared, metrics, shutdown };
+        tasks.spawn(watch_kind(Api::<IngressClass>::all(self.client.clone()), all.clone(), to.clone()));
+        tasks.spawn(watch_kind(self.api::<Ingress>(), all.clone(), to.clone()));
+        tasks.spawn(watch_kind(self.api::<Service>(), all.clone(), to.clone()));
+        tasks.spawn(watch_kind(self.api::<EndpointSlice>(), all.clone(), to.clone()));
+        tasks.spawn(watch_kind(self.api::<Secret>(), tls, to.clone()));
+        tasks.spawn(watch_as::<Secret, OpaqueSecret>(self.api::<Secret>(), opaque, to.clone()));
+        tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, to));
     }
 
     fn api<K>(&self) -> Api<K>
@@ -81,27 +83,35 @@ impl KubeSource {
     }
 }
 
+/// Where every watch delivers: the index, the event counts, and the run's shutdown.
+#[derive(Clone)]
+struct Sink {
+    shared: Arc<Shared>,
+    metrics: SourceMetrics,
+    shutdown: Shutdown,
+}
+
 /// Watches one kind until shutdown; errors are logged and retried with kube-runtime's default backoff.
-async fn watch_kind<K>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, shutdown: Shutdown)
+async fn watch_kind<K>(api: Api<K>, config: watcher::Config, to: Sink)
 where
     K: IndexKind + Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watch_as::<K, K>(api, config, shared, shutdown).await
+    watch_as::<K, K>(api, config, to).await
 }
 
 /// Watches API kind `K` into the index as kind `I`: a kind read by two watches (Secrets by type) is indexed into
 /// one store per watch.
-async fn watch_as<K, I>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>, mut shutdown: Shutdown)
+async fn watch_as<K, I>(api: Api<K>, config: watcher::Config, mut to: Sink)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     I: IndexKind + From<K>,
 {
     let stream = watcher::watcher(api, config).default_backoff().map_ok(convert_event::<K, I>);
     tokio::select! {
-        _ = feed(stream, &shared).instrument(tracing::info_span!("watch", kind = I::STORE)) => {
+        _ = feed(stream, &to.shared, &to.metrics).instrument(tracing::info_span!("watch", kind = I::STORE)) => {
             tracing::warn!(kind = I::STORE, "Watch ended");
         }
-        _ = shutdown.wait() => {}
+        _ = to.shutdown.wait() => {}
     }
 }
 
@@ -115,13 +125,13 @@ fn convert_event<K, I: From<K>>(event: Event<K>) -> Event<I> {
     }
 }
 
-/// Applies a watch stream to the index until it ends.
-pub async fn feed<K, S>(stream: S, shared: &Shared)
+/// Applies a watch stream to the index until it ends, counting its events.
+pub async fn feed<K, S>(stream: S, shared: &Shared, metrics: &SourceMetrics)
 where
     K: IndexKind,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
 {
-    let mut state = WatchFeed::default();
+    let mut state = WatchFeed::new(metrics.clone());
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -135,16 +145,25 @@ where
 /// drive it event by event.
 pub struct WatchFeed<K> {
     relist: Vec<K>,
+    metrics: SourceMetrics,
 }
 
+/// A feed whose counts go nowhere (tests of the index).
 impl<K> Default for WatchFeed<K> {
     fn default() -> Self {
-        WatchFeed { relist: Vec::new() }
+        WatchFeed::new(SourceMetrics::default())
+    }
+}
+
+impl<K> WatchFeed<K> {
+    pub fn new(metrics: SourceMetrics) -> Self {
+        WatchFeed { relist: Vec::new(), metrics }
     }
 }
 
 impl<K: IndexKind> WatchFeed<K> {
     pub fn handle(&mut self, event: Event<K>, shared: &Shared) {
+        self.metrics.count(K::KIND, event_label(&event));
         let result = match event {
             Event::Apply(object) => shared.update(|index| index.apply(object)),
             Event::Delete(object) => shared.update(|index| index.delete(&object)),
@@ -168,5 +187,15 @@ impl<K: IndexKind> WatchFeed<K> {
         if let Err(error) = result {
             tracing::warn!(%error, "Skipped an object");
         }
+    }
+}
+
+fn event_label<K>(event: &Event<K>) -> WatchEvent {
+    match event {
+        Event::Apply(_) => WatchEvent::apply,
+        Event::Delete(_) => WatchEvent::delete,
+        Event::Init => WatchEvent::init,
+        Event::InitApply(_) => WatchEvent::init_apply,
+        Event::InitDone => WatchEvent::init_done,
     }
 }
