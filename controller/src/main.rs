@@ -15,22 +15,19 @@ use holdfast_controller::{drain, translate};
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.logs_as_json());
-    let settings = Settings {
-        translate: translate::Config {
-            controller_name: args.controller_name.clone(),
-            default_policy: args.default_policy()?,
-        },
-        dataplane: DataplaneClient::new(&args.dataplane_url)?,
-        timing: PushTiming::default(),
-        admin: Some(
-            tokio::net::TcpListener::bind(args.admin)
-                .await
-                .with_context(|| format!("cannot listen on --admin {}", args.admin))?,
-        ),
-    };
+    // Flags first, so that a bad one is reported as such even when the admin port is taken.
+    let translation =
+        translate::Config { controller_name: args.controller_name.clone(), default_policy: args.default_policy()? };
+    let dataplane = DataplaneClient::new(&args.dataplane_url)?;
+    let admin = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("cannot listen on --admin {}", args.admin))?;
+    // The address bound, not the one asked for: with port 0 (tests) this line is how the port is found.
+    let admin_addr = admin.local_addr().context("the admin listener has no address")?;
+    let settings = Settings { translate: translation, dataplane, timing: PushTiming::default(), admin: Some(admin) };
     // Args hold no secrets, so the whole effective configuration can be logged.
     status_addresses(&args)?;
-    tracing::info!(?args, "Starting holdfast-controller");
+    tracing::info!(?args, admin = %admin_addr, "Starting holdfast-controller");
     let source = match &args.from_dir {
         Some(dir) => Source::Files(dir.clone()),
         None => {
