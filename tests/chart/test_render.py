@@ -74,6 +74,7 @@ def test_schema_rejects_typos_and_wrong_types(values, complaint):
     [
         ({"spool": {"type": "pvc", "pvc": {"existingClaim": "spool"}}}, "with replicas > 1"),
         ({"metrics": {"serviceMonitor": {"enabled": True}}}, "needs metrics.enabled"),
+        ({"metrics": {"enabled": True, "controllerPort": 9913}}, "controllerPort must differ"),
     ],
 )
 def test_contradictory_values_fail_with_the_reason(values, complaint):
@@ -102,21 +103,28 @@ def test_pods_run_unprivileged_with_a_read_only_root(value_set):
 def test_admin_listener_stays_on_loopback_and_metrics_get_their_own(value_set):
     name, values = value_set
     objects = render(values)
-    dataplane = container(objects, "dataplane")
+    dataplane, controller = container(objects, "dataplane"), container(objects, "controller")
     annotations = workload(objects)["spec"]["template"]["metadata"].get("annotations", {})
     assert flag(dataplane, "admin") == "127.0.0.1:9901", "route pushes never leave the pod's loopback"
     if name == "metrics-exposed":
         assert flag(dataplane, "metrics") == "0.0.0.0:9913"
         assert annotations["prometheus.io/port"] == "9913"
         assert [p["name"] for p in dataplane["ports"]] == ["http", "https", "metrics"]
+        # The controller's admin listener only reads (metrics, health), so it may face Prometheus.
+        assert flag(controller, "admin") == "0.0.0.0:9914"
+        assert [(p["name"], p["containerPort"]) for p in controller["ports"]] == [("ctrl-metrics", 9914)]
+        service = next(o for o in objects if o["metadata"]["name"].endswith("-metrics"))
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics", "ctrl-metrics"]
         monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
-        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-        assert ":9913/metrics" in notes(values)
+        assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics", "ctrl-metrics"]
+        assert monitor["spec"]["endpoints"][0]["honorLabels"] is True, "routes keep their namespace and service"
+        assert ":9913/metrics" in notes(values) and ":9914/metrics" in notes(values)
     else:
         assert "--metrics" not in " ".join(dataplane["args"])
         assert "prometheus.io/scrape" not in annotations
         assert [p["name"] for p in dataplane["ports"]] == ["http", "https"]
-    assert flag(container(objects, "controller"), "dataplane-url") == "http://127.0.0.1:9901/config"
+        assert flag(controller, "admin") is None and "ports" not in controller, "the controller's default: loopback"
+    assert flag(controller, "dataplane-url") == "http://127.0.0.1:9901/config"
 
 
 def test_connection_balancing_is_off_unless_asked_for():
