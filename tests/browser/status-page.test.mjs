@@ -104,6 +104,7 @@ function upload(address, path, size, rate, requestId) {
     return hash.digest('hex');
   })();
   state.sha256.catch(() => {});
+  state.done.catch(() => {});
   return state;
 }
 
@@ -114,6 +115,7 @@ test('the status page follows an upload through an upstream kill, a wait and a r
     await scenario(dp, [a, b]);
   } catch (error) {
     for (const proc of started) console.error(`--- last lines of ${proc.name} (pid ${proc.pid}):\n${proc.lines.slice(-25).join('\n')}`);
+    console.error(`--- GET /status/api now:\n${await get(dp.metrics, '/status/api').then((r) => r.body, (e) => e.message)}`);
     throw error;
   }
 });
@@ -153,33 +155,42 @@ async function scenario(dp, upstreams) {
   const entry = await waitFor('the slow upload in /status/api',
     async () => (await api(dp.metrics)).inFlight.find((r) => r.path === '/upload/slow'));
   const row = `#in-flight tr[data-id="${entry.id}"]`;
-  const received = async () => Number(await tab.locator(`${row} [data-bar="received"]`).getAttribute('data-progress', { timeout: 2000 }));
+  // What the row shows, read at once (the page redraws every second).
+  const shown = () => tab.locator(row).evaluate((tr) => ({
+    state: tr.querySelector('[data-state]').dataset.state,
+    attempt: tr.querySelector('td.attempt').innerText,
+    received: Number(tr.querySelector('[data-bar="received"]').dataset.progress),
+  }), null, { timeout: 2000 });
   await waitFor('its row on the page', async () => (await tab.locator(row).count()) === 1);
-  const progress = await received();
-  await waitFor(`its progress to grow past ${progress}`, async () => (await received()) > progress, { timeout: 5000 });
-  const state = () => tab.locator(`${row} [data-state]`).getAttribute('data-state', { timeout: 2000 });
+  const progress = (await shown()).received;
+  await waitFor(`its progress to grow past ${progress} %`, async () => (await shown()).received > progress, { timeout: 5000 });
 
   // With Tee the delivery starts with the body: the upstream printing progress lines is the one receiving it.
   const receiving = await Promise.any(upstreams.map((u, i) =>
     u.waitForLine('progress of the slow upload', (l) => l.startsWith('progress '), { from: linesBefore[i] }).then(() => u)));
   const other = upstreams.find((u) => u !== receiving);
-  await waitFor(`the page showing it relaying to ${receiving.address}`, async () =>
-    (await state()) === 'relaying' && (await tab.locator(`${row} td.attempt`).innerText()).includes(receiving.address));
+  await waitFor(`the page showing it relaying to ${receiving.address}`, async () => {
+    const { state, attempt } = await shown();
+    return state === 'relaying' && attempt === `#1 ${receiving.address}`;
+  });
 
   // Nothing can take it: the other upstream stopped, then the receiving one SIGKILLed mid-body.
   await other.kill('SIGTERM');
   await receiving.kill('SIGKILL');
-  await waitFor('the page showing it waiting', async () => (await state()) === 'waiting', { timeout: 15000, interval: 50 });
-  assert.match(await tab.locator(`${row} td.attempt`).innerText(), /no endpoint/);
+  const waiting = await waitFor('the page showing it waiting', async () => {
+    const now = await shown();
+    return now.state === 'waiting' && now;
+  }, { timeout: 15000, interval: 50 });
+  assert.match(waiting.attempt, /no endpoint$/, 'an endpoint shown while the upload waits for one');
   mkdirSync(OUT, { recursive: true });
   await tab.screenshot({ path: join(OUT, 'status-page-waiting.png'), fullPage: true });
 
   // The upstream comes back on its address: the upload is replayed there, attempt 2.
   const back = await upstream('upstream-a-again', receiving.address);
-  await waitFor('the page showing it replaying', async () => (await state()) === 'replaying', { timeout: 15000, interval: 50 });
-  await waitFor('attempt #2 to the upstream that came back', async () =>
-    /#2\s/.test(await tab.locator(`${row} td.attempt`).innerText()) &&
-    (await tab.locator(`${row} td.attempt`).innerText()).includes(back.address));
+  await waitFor(`the page showing it replaying, attempt #2 to ${back.address}`, async () => {
+    const { state, attempt } = await shown();
+    return state === 'replaying' && attempt === `#2 ${back.address}`;
+  }, { timeout: 15000, interval: 50 });
   await tab.screenshot({ path: join(OUT, 'status-page.png'), fullPage: true });
 
   // The rest of the body as fast as it goes: the client gets its 200 with the hash of what it sent.
