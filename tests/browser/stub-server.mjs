@@ -110,6 +110,9 @@ function live(now, step) {
     request({ id: '0f6e2d9a8c7b1e35', startedAt: now - 140000, finishedAt: now - 121000, status: 200,
       receivedBytes: 96 * MiB, declaredBytes: 96 * MiB, deliveredBytes: 96 * MiB, mode: 'Tee', attempts: [
         { endpoint: '10.1.2.3:8080', outcome: 'connection reset before the response', failure: 'reset_before_response' },
+        { endpoint: '10.1.2.4:8080', outcome: 'connection refused', failure: 'connect_refused' },
+        { endpoint: '10.1.2.3:8080', outcome: 'connection refused', failure: 'connect_refused' },
+        { endpoint: '10.1.2.4:8080', outcome: 'connection refused', failure: 'connect_refused' },
         { endpoint: '10.1.2.4:8080', outcome: 'timed out after 60 s', failure: 'timeout' },
         { endpoint: '10.1.2.3:8080', outcome: '200', failure: null }], error: null }),
     request({ id: 'a81c5e9f03d7b264', startedAt: now - 260000, finishedAt: now - 259000, status: 413,

@@ -41,11 +41,11 @@ test('draws requests in flight, finished ones, backends and the spool from the A
   // A chunked body's received bar is indeterminate: no number to show.
   assert.equal(await attr('tr[data-id="9be1f04c22d35a70"] [data-bar="received"]', 'data-progress'), null);
   assert.match(await attr('tr[data-id="9be1f04c22d35a70"] [data-bar="received"]', 'class'), /indeterminate/);
-  // Finished: status, attempts as endpoint → outcome, the error.
+  // Finished: status, attempts as endpoint → outcome (refused connections folded), the error.
   const retried = page.locator('#finished tr[data-id="0f6e2d9a8c7b1e35"]');
   assert.deepEqual(await retried.locator('ol.attempts li').allInnerTexts(), [
-    '10.1.2.3:8080 → connection reset before the response', '10.1.2.4:8080 → timed out after 60 s',
-    '10.1.2.3:8080 → 200']);
+    '10.1.2.3:8080 → connection reset before the response', '10.1.2.4:8080, 10.1.2.3:8080 → connection refused ×3',
+    '10.1.2.4:8080 → timed out after 60 s', '10.1.2.3:8080 → 200']);
   assert.match(await text('#finished tr[data-id="c3a90f7e16b2d458"]'), /503[\s\S]*no endpoint could take the request within 60 s/);
   // Backends: every endpoint with its conditions; a backend without endpoints says so.
   assert.equal(await page.locator('#backends tr[data-endpoint]').count(), 5);
