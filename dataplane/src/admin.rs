@@ -6,10 +6,11 @@
 //!   the version went back, i.e. the dataplane restarted).
 //! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force and the process is not draining.
 //! - `GET /metrics`: Prometheus text format.
+//! - `GET /status`: the live status page; `GET /status/api`: its data as JSON ([`crate::status`]).
 //!
-//! The same server runs read-only on `--metrics` ([`Access::ReadOnly`]): `/metrics`, `/healthz` and `/readyz` only,
-//! so that Prometheus and the kubelet can reach the pod IP without anyone who reaches it being able to replace
-//! the routes.
+//! The same server runs read-only on `--metrics` ([`Access::ReadOnly`]): everything but `/config`, so that
+//! Prometheus, the kubelet and an operator's browser can reach the pod IP without anyone who reaches it being able
+//! to replace the routes.
 
 use crate::error::{text_response, ProxyBody};
 use crate::Dataplane;
@@ -75,14 +76,20 @@ async fn handle(
             None => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no route snapshot yet\n"),
         },
         (&Method::GET, "/metrics") => {
-            let mut response = text_response(StatusCode::OK, dp.metrics.encode());
+            let mut response = text_response(StatusCode::OK, dp.scrape());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
             response
         }
-        (_, "/config" | "/healthz" | "/readyz" | "/metrics") => {
+        (&Method::GET, "/status" | "/status/") => page(),
+        (&Method::GET, "/status/api") => {
+            let mut response = json(StatusCode::OK, crate::status::render(&dp).to_string());
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        (_, "/config" | "/healthz" | "/readyz" | "/metrics" | "/status" | "/status/api") => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
@@ -105,6 +112,19 @@ async fn put_config(dp: &Dataplane, request: Request<Incoming>) -> Response<Prox
             text_response(StatusCode::BAD_REQUEST, format!("snapshot refused: {error}\n"))
         }
     }
+}
+
+/// The status page: one self-contained file, which reads `/status/api`.
+fn page() -> Response<ProxyBody> {
+    let mut response = text_response(StatusCode::OK, crate::status::PAGE);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    // Nothing but itself: no script, style or image from anywhere else, and no framing by another site.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'"),
+    );
+    response
 }
 
 fn json(status: StatusCode, body: String) -> Response<ProxyBody> {

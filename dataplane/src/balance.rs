@@ -30,6 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct BackendState {
     pub name: String,
+    /// The Service port behind it, when the snapshot names it (metric labels, the status page).
+    pub service: Option<holdfast_snapshot::ServicePort>,
     /// The protocol and transport its endpoints are reached by.
     pub upstream: Upstream,
     endpoints: Vec<EndpointInfo>,
@@ -71,6 +73,7 @@ impl BackendState {
         let candidates = candidates(&endpoints);
         BackendState {
             name: name.to_string(),
+            service: backend.service.clone(),
             upstream: Upstream::for_backend(backend),
             endpoints,
             shared: candidates.iter().map(|_| OnceLock::new()).collect(),
@@ -238,6 +241,48 @@ impl Health {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, EndpointHealth>> {
         self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What the status page and the metrics show of one endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointReport {
+    pub addr: SocketAddr,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    /// Attempts using it now.
+    pub in_flight: usize,
+    /// Consecutive failures on record.
+    pub failures: u32,
+    /// How long it stays set aside, if it is.
+    pub backing_off: Option<Duration>,
+}
+
+impl Health {
+    /// Every endpoint of `backend` with its health and load (one lock of the book).
+    pub fn report(&self, backend: &BackendState) -> Vec<EndpointReport> {
+        let now = Instant::now();
+        let book = self.lock();
+        let report = |e: &EndpointInfo| {
+            let health = book.get(&e.addr);
+            EndpointReport {
+                addr: e.addr,
+                ready: e.ready,
+                serving: e.serving,
+                terminating: e.terminating,
+                in_flight: health.map_or(0, |h| h.shared.in_flight.load(Ordering::Acquire)),
+                failures: health.map_or(0, |h| h.failures),
+                backing_off: health.and_then(|h| h.retry_at).filter(|at| *at > now).map(|at| at - now),
+            }
+        };
+        backend.endpoints.iter().map(report).collect()
+    }
+
+    /// Addresses set aside now, whatever their backend.
+    pub fn backing_off_now(&self) -> usize {
+        let now = Instant::now();
+        self.lock().values().filter(|h| h.retry_at.is_some_and(|at| at > now)).count()
     }
 }
 

@@ -79,9 +79,38 @@ pub struct Args {
     /// the response. 0: never (every connection keeps alive). TLS and HTTP/2 connections always read through hyper.
     #[arg(long, env = "HOLDFAST_DIRECT_BODY_MIN_BYTES", default_value = "8Mi", value_parser = parse_bytes)]
     pub direct_body_min_bytes: u64,
-    /// Log format.
+    /// Log format (the access log's lines too).
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where the access log goes, one line per finished request: `stderr` (with the other logs), `off`, or a file
+    /// (appended to).
+    #[arg(long, env = "HOLDFAST_ACCESS_LOG", default_value = "stderr", value_parser = parse_access_log)]
+    pub access_log: crate::access_log::Destination,
+    /// Log request paths with their query string (left out by default: queries carry tokens and personal data).
+    #[arg(long, env = "HOLDFAST_ACCESS_LOG_QUERY")]
+    pub access_log_query: bool,
+}
+
+impl Args {
+    /// The access log's settings from the flags.
+    pub fn access_log_settings(&self) -> crate::access_log::Settings {
+        crate::access_log::Settings {
+            destination: self.access_log.clone(),
+            json: self.log_format == LogFormat::Json,
+            with_query: self.access_log_query,
+        }
+    }
+}
+
+/// `stderr`, `off`, or a file's path.
+fn parse_access_log(text: &str) -> Result<crate::access_log::Destination, String> {
+    use crate::access_log::Destination;
+    Ok(match text {
+        "" => return Err("an empty --access-log: say stderr, off or a file's path".to_string()),
+        "stderr" | "-" => Destination::Stderr,
+        "off" => Destination::Off,
+        path => Destination::File(path.into()),
+    })
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,12 +7,14 @@
 //! (WebSocket) becomes a [`tunnel`]. [`admin`] takes snapshots into [`state`]. [`client`] is what the server and the
 //! request path share about a client's connection.
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod client;
 pub mod drain;
 pub mod error;
+pub mod exchange;
 pub mod forward;
 pub mod metrics;
 pub mod proxy;
@@ -23,6 +25,7 @@ pub mod route;
 pub mod server;
 pub mod spool;
 pub mod state;
+pub mod status;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
@@ -41,6 +44,10 @@ pub struct Dataplane {
     pub workers: server::WorkerHandles,
     /// The TLS listener's certificates, replaced with each snapshot.
     pub certs: Arc<tls::CertStore>,
+    /// One line per finished request.
+    pub access_log: access_log::AccessLog,
+    /// The requests with a body and the tunnels the status page shows.
+    pub status: status::Board,
     /// Serializes snapshot applies, so routes and certificates always come from the same snapshot.
     apply_lock: std::sync::Mutex<()>,
 }
@@ -54,11 +61,22 @@ pub struct Settings {
     pub upstream_idle_timeout: std::time::Duration,
     /// The TLS listener's certificate for names no snapshot certificate covers; `None`: a generated one.
     pub default_certificate: Option<holdfast_snapshot::TlsCertificate>,
+    pub access_log: access_log::Settings,
+}
+
+/// Why a dataplane could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] access_log::OpenError),
 }
 
 impl Dataplane {
-    pub fn new(settings: &Settings) -> Result<Arc<Self>, tls::TlsError> {
+    pub fn new(settings: &Settings) -> Result<Arc<Self>, StartError> {
         let metrics = Arc::new(metrics::Metrics::new());
+        metrics.spool_quota_bytes.set(settings.spool_quota as i64);
         let spool = spool::SpoolConfig {
             dir: settings.spool_dir.clone(),
             quota: Arc::new(spool::SpoolQuota::new(settings.spool_quota)),
@@ -73,6 +91,8 @@ impl Dataplane {
             drain: Arc::new(drain::Drain::default()),
             workers: server::WorkerHandles::default(),
             certs: Arc::new(tls::CertStore::new(settings.default_certificate.clone())?),
+            access_log: access_log::AccessLog::open(&settings.access_log)?,
+            status: status::Board::default(),
             apply_lock: std::sync::Mutex::new(()),
         }))
     }
@@ -80,12 +100,23 @@ impl Dataplane {
     /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
     pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
         let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let active = self.config.apply(snapshot)?;
+        let active = self.config.apply(snapshot, &self.metrics.route)?;
+        self.metrics.route.retain(&route::all_labels(snapshot));
         let certs = tls::CertMap::compile(&snapshot.tls);
         self.certs.replace(certs);
         let present: std::collections::HashSet<_> = active.backends.values().flat_map(|b| b.addresses()).collect();
         self.health.retain(|addr| present.contains(addr));
         self.metrics.config_version.set(snapshot.version as i64);
         Ok(snapshot.version)
+    }
+
+    /// The metrics as Prometheus text, with the gauges read at scrape time brought up to date first.
+    pub fn scrape(&self) -> String {
+        let active = self.config.current();
+        let age = active.applied_at.and_then(|at| at.elapsed().ok()).map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.config_age_seconds.set(age);
+        self.metrics.endpoints_backing_off.set(self.health.backing_off_now() as i64);
+        self.metrics.backend.refresh(active.backends.values().map(|b| &**b), &self.health);
+        self.metrics.encode()
     }
 }

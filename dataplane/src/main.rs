@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         spool_quota: args.spool_quota,
         upstream_idle_timeout: args.upstream_idle_timeout,
         default_certificate: default_certificate(&args)?,
+        access_log: args.access_log_settings(),
     };
     let dp = Dataplane::new(&settings)?;
     if let Some(path) = &args.config_file {
@@ -54,7 +55,8 @@ async fn main() -> anyhow::Result<()> {
         listen = %listener.local_addr()?, listen_tls = %tls_listener.local_addr()?, admin = %admin_listener.local_addr()?, metrics, spool_dir = %args.spool_dir.display(),
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
-        max_requests_per_connection = args.max_requests_per_connection, workers, "holdfast dataplane started"
+        max_requests_per_connection = args.max_requests_per_connection, workers, access_log = ?args.access_log,
+        "holdfast dataplane started"
     );
     let mut shutdown = shutdown_signal()?;
     let options = ServeOptions {

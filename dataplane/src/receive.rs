@@ -9,6 +9,7 @@
 
 use crate::client::{first_read_size, DirectBody};
 use crate::error::ProxyError;
+use crate::exchange::Progress;
 use crate::metrics::Metrics;
 use crate::spool::{BodyPipe, Spool};
 use crate::upstream::BodyItem;
@@ -46,13 +47,16 @@ pub struct Direct<'a> {
     pub len: u64,
 }
 
+/// Where the bytes received are counted: the process's metrics, and the request's progress (the status page).
+pub type Counted<'a> = (&'a Metrics, Option<&'a Progress>);
+
 /// Reads the whole body into the sink; returns its length. With `direct`, the body is read past hyper when the
 /// connection allows it.
 pub async fn receive(
     body: Incoming,
     sink: &Sink,
     limits: BodyLimits,
-    metrics: &Metrics,
+    metrics: Counted<'_>,
     direct: Option<Direct<'_>>,
 ) -> Result<u64, ProxyError> {
     // If this future is dropped mid-body (the client's request was abandoned while a detached delivery goes on),
@@ -91,7 +95,7 @@ async fn copy(
     mut body: Incoming,
     sink: &Sink,
     limits: BodyLimits,
-    metrics: &Metrics,
+    metrics: Counted<'_>,
     direct: Option<Direct<'_>>,
 ) -> Result<u64, ProxyError> {
     let direct = direct.filter(|direct| direct.body.arm());
@@ -189,9 +193,12 @@ impl Received for usize {
 }
 
 /// Counts `n` more bytes of the body and holds them to `maxBodySize`.
-fn count(n: usize, total: &mut u64, limits: BodyLimits, metrics: &Metrics) -> Result<(), ProxyError> {
+fn count(n: usize, total: &mut u64, limits: BodyLimits, (metrics, progress): Counted<'_>) -> Result<(), ProxyError> {
     *total += n as u64;
     metrics.bytes_in.inc_by(n as u64);
+    if let Some(progress) = progress {
+        progress.set_received(*total);
+    }
     if limits.max_bytes > 0 && *total > limits.max_bytes {
         return Err(ProxyError::BodyTooLarge { limit: limits.max_bytes });
     }
@@ -204,7 +211,7 @@ async fn keep(
     total: &mut u64,
     sink: &Sink,
     limits: BodyLimits,
-    metrics: &Metrics,
+    metrics: Counted<'_>,
 ) -> Result<(), ProxyError> {
     count(data.len(), total, limits, metrics)?;
     match sink {

@@ -14,6 +14,7 @@
 
 use crate::balance::Pick;
 use crate::error::ProxyError;
+use crate::exchange::{AttemptOutcome, Exchange};
 use crate::forward::RequestHead;
 use crate::metrics::ReplayLabel;
 use crate::spool::{ReadError, Spool};
@@ -30,8 +31,7 @@ use tokio::time::Instant;
 /// `snapshot` is the one the request was routed with; the first endpoint is picked from it.
 pub async fn deliver(
     dp: &Dataplane,
-    snapshot: &Arc<Active>,
-    backend: &str,
+    (snapshot, backend, exchange): (&Arc<Active>, &str, &Exchange),
     head: &RequestHead,
     body: &BodySource,
     policy: &Policy,
@@ -74,9 +74,13 @@ pub async fn deliver(
                     replay_head = Box::new(marked);
                     &*replay_head
                 };
-                let delivery = Delivery { head, body, timeouts: &policy.timeouts, upstream: &state.upstream };
+                let delivered = exchange.progress().map(|p| &p.delivered);
+                let delivery =
+                    Delivery { head, body, timeouts: &policy.timeouts, upstream: &state.upstream, delivered };
+                exchange.attempt_started(addr, reached + 1);
                 let failure = match attempt(&dp.pool, addr, &delivery).await {
                     Ok(answer) => {
+                        exchange.attempt_ended(AttemptOutcome::Answered(answer.response.status().as_u16()));
                         if in_flight.endpoint_failing() {
                             dp.health.record_success(addr);
                         }
@@ -85,6 +89,7 @@ pub async fn deliver(
                     }
                     Err(failure) => failure,
                 };
+                exchange.attempt_ended(AttemptOutcome::Failed(failure.kind));
                 tracing::info!(%addr, backend, %failure, "upstream attempt failed");
                 if failure.blames_endpoint() {
                     dp.health.record_failure(addr);
@@ -93,6 +98,9 @@ pub async fn deliver(
                 check_replayable(backend, &failure, body, policy, reached, started)?;
                 if let Some(reason) = failure.replay_reason() {
                     dp.metrics.replays.get_or_create(&ReplayLabel { reason }).inc();
+                    if let Some(route) = &exchange.route {
+                        route.replayed(reason);
+                    }
                 }
                 last = Some(failure);
                 // The body may have completed during the attempt: its end moved the deadline.
@@ -124,6 +132,7 @@ pub async fn deliver(
             continue;
         };
         let wait_started = Instant::now();
+        exchange.waiting();
         tokio::select! {
             _ = changes.changed() => {}
             () = sleep_until(wake_at) => {}
@@ -132,6 +141,7 @@ pub async fn deliver(
             ended = body_end(arriving) => ended.map_err(|_| ProxyError::ClientAborted)?,
         }
         waited += wait_started.elapsed();
+        exchange.waited(wait_started.elapsed());
     }
 }
 

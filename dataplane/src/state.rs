@@ -6,6 +6,7 @@
 //! previous routes serving.
 
 use crate::balance::BackendState;
+use crate::metrics::route::RouteFamilies;
 use crate::route::RouteTable;
 use holdfast_snapshot::{Snapshot, SnapshotError};
 use std::collections::HashMap;
@@ -19,16 +20,23 @@ pub struct Active {
     pub version: Option<u64>,
     pub routes: RouteTable,
     pub backends: HashMap<String, Arc<BackendState>>,
+    /// When it was put in force (the status page and `holdfast_config_age_seconds`).
+    pub applied_at: Option<std::time::SystemTime>,
 }
 
 impl Active {
-    fn compile(snapshot: &Snapshot) -> Self {
+    fn compile(snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Self {
         let backends = snapshot
             .backends
             .iter()
             .map(|(name, backend)| (name.clone(), Arc::new(BackendState::new(name, backend))))
             .collect();
-        Active { version: Some(snapshot.version), routes: RouteTable::compile(snapshot), backends }
+        Active {
+            version: Some(snapshot.version),
+            routes: RouteTable::compile(snapshot, families),
+            backends,
+            applied_at: Some(std::time::SystemTime::now()),
+        }
     }
 }
 
@@ -45,9 +53,9 @@ impl Default for ConfigStore {
 
 impl ConfigStore {
     /// Validates and puts a snapshot in force, or refuses it and keeps the one in force.
-    pub fn apply(&self, snapshot: &Snapshot) -> Result<Arc<Active>, SnapshotError> {
+    pub fn apply(&self, snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Result<Arc<Active>, SnapshotError> {
         snapshot.validate()?;
-        let compiled = Arc::new(Active::compile(snapshot));
+        let compiled = Arc::new(Active::compile(snapshot, families));
         let mut refused = None;
         // The version check and the swap happen under the channel's lock, so two concurrent pushes cannot both pass
         // the check.

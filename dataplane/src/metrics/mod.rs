@@ -1,7 +1,12 @@
-//! The dataplane's Prometheus metrics, served as text on the admin listener's `/metrics`.
+//! The dataplane's Prometheus metrics, served as text on the admin listener's `/metrics` (and the read-only
+//! `--metrics` listener's).
 //!
 //! One registry per process, owned here and passed around in an `Arc` (no global registry, so tests running several
-//! dataplanes in one process do not mix their counts). Every label has a bounded set of values.
+//! dataplanes in one process do not mix their counts). Every label has a bounded set of values: fixed names, or
+//! names from the configuration (routes: [`route`]; backends: [`backend`]), never from requests.
+
+pub mod backend;
+pub mod route;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -16,7 +22,7 @@ pub struct StatusLabel {
 }
 
 /// Why an attempt was replayed; the variants are the failure classes of [`crate::upstream::FailureKind`].
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum ReplayReason {
     connect_refused,
@@ -25,6 +31,28 @@ pub enum ReplayReason {
     send_timeout,
     read_timeout,
     stale_connection,
+}
+
+impl ReplayReason {
+    pub const ALL: [ReplayReason; 6] = [
+        ReplayReason::connect_refused,
+        ReplayReason::connect_timeout,
+        ReplayReason::reset_before_response,
+        ReplayReason::send_timeout,
+        ReplayReason::read_timeout,
+        ReplayReason::stale_connection,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayReason::connect_refused => "connect_refused",
+            ReplayReason::connect_timeout => "connect_timeout",
+            ReplayReason::reset_before_response => "reset_before_response",
+            ReplayReason::send_timeout => "send_timeout",
+            ReplayReason::read_timeout => "read_timeout",
+            ReplayReason::stale_connection => "stale_connection",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +72,14 @@ pub struct Metrics {
     pub upstream_wait_seconds: Histogram,
     pub config_version: Gauge,
     pub tunnels_open: Gauge,
+    /// Seconds since the snapshot in force was applied; set when scraped.
+    pub config_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `--spool-quota` (0: none).
+    pub spool_quota_bytes: Gauge,
+    /// Endpoint addresses backing off after failures, all backends together; set when scraped.
+    pub endpoints_backing_off: Gauge,
+    pub route: Arc<route::RouteFamilies>,
+    pub backend: backend::BackendFamilies,
 }
 
 impl Default for Metrics {
@@ -82,7 +118,32 @@ impl Metrics {
             "Tunnels (WebSocket and other Upgrades) carrying bytes between a client and an upstream now",
             tunnels_open.clone(),
         );
+        let config_age_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "config_age_seconds",
+            "Seconds since the route snapshot in force was applied",
+            config_age_seconds.clone(),
+        );
+        let spool_quota_bytes = Gauge::default();
+        registry.register(
+            "spool_quota_bytes",
+            "Spool bytes requests may use together (0: no quota)",
+            spool_quota_bytes.clone(),
+        );
+        let endpoints_backing_off = Gauge::default();
+        registry.register(
+            "endpoints_backing_off",
+            "Endpoint addresses set aside after failures, all backends together",
+            endpoints_backing_off.clone(),
+        );
+        let route = route::RouteFamilies::register(&mut registry);
+        let backend = backend::BackendFamilies::register(&mut registry);
         Metrics {
+            config_age_seconds,
+            spool_quota_bytes,
+            endpoints_backing_off,
+            route,
+            backend,
             tunnels_open,
             registry,
             requests,

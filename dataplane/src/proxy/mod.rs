@@ -1,11 +1,15 @@
 //! The request path, top-down: route → limits → body → upstream with replay → response (or rescue). A request that
 //! asks to switch protocols takes its own path (`upgrade`) and may end as a tunnel.
 
+mod client_body;
 mod upgrade;
 
-use crate::client::{ClientSignal, ConnState, ResponseInFlight};
+pub use client_body::ClientBody;
+
+use crate::client::{ClientSignal, ConnState};
 use crate::drain::AbortOnDrop;
 use crate::error::{ProxyBody, ProxyError};
+use crate::exchange::{Exchange, Finisher, Head, Mode, State};
 use crate::forward::{self, ClientInfo, RequestHead};
 use crate::receive::{receive, BodyLimits, Direct, Sink};
 use crate::replay::deliver;
@@ -31,23 +35,38 @@ pub async fn handle(
     conn: Arc<ConnState>,
     max_requests: u32,
     request: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ClientBody>, Infallible> {
     let request_id = forward::request_id(request.headers());
-    // Kept for the log line of a failed request; cloning a `Uri` shares its bytes rather than copying them.
-    let (method, uri, version) = (request.method().clone(), request.uri().clone(), request.version());
+    let version = request.version();
     // `in_flight` is held until the response body has been sent: meanwhile the header read timeout leaves the
     // connection alone.
     let (served, in_flight) = conn.start_request();
     if version == Version::HTTP_2 {
         conn.mark_http2();
     }
+    let host = host_of(forward::authority(request.uri(), request.headers()).unwrap_or(""));
+    let route = find_route(&dp, host, request.uri().path());
+    // Cloning a `Uri` or a `Method` shares their bytes rather than copying them.
+    let head = Head {
+        id: request_id.clone(),
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        host: host.into(),
+        client: client.addr,
+        version,
+    };
+    let exchange = Exchange::new(head, route.as_ref().ok().map(|r| (r.route.metrics.clone(), r.backend.clone())));
+    // Ends the request (log line, metrics) if this future is dropped before a response: the client went away.
+    let finisher = Finisher::new(exchange.clone(), dp.clone());
     let failed = |error: ProxyError, policy: Option<&Policy>| {
-        tracing::warn!(%error, %method, path = uri.path(), request_id = ?request_id, "request failed");
+        let (method, path) = (&exchange.head.method, exchange.head.uri.path());
+        tracing::warn!(%error, %method, path, request_id = ?request_id, "request failed");
+        exchange.set_error(&error);
         error.into_response(&request_id, policy)
     };
-    let mut response = match find_route(&dp, &request) {
+    let mut response = match route {
         Ok(route) if route.redirect_https && client.scheme == "http" => redirect_to_https(&request),
-        Ok(route) => match proxy(&dp, &client, &conn, &route, request, &request_id, in_flight).await {
+        Ok(route) => match proxy(&dp, &client, &conn, &route, request, &request_id, &exchange).await {
             Ok(response) => response,
             Err(error) => failed(error, Some(&route.policy)),
         },
@@ -66,8 +85,11 @@ pub async fn handle(
     } else if version <= Version::HTTP_11 && (dp.drain.is_draining() || (max_requests > 0 && served >= max_requests)) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    dp.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status: response.status().as_u16() }).inc();
-    Ok(response)
+    let status = response.status().as_u16();
+    exchange.set_status(status);
+    dp.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
+    let bytes_out = dp.metrics.bytes_out.clone();
+    Ok(response.map(|body| ClientBody::new(body, finisher, in_flight, bytes_out)))
 }
 
 async fn proxy(
@@ -77,10 +99,10 @@ async fn proxy(
     route: &Matched,
     request: Request<Incoming>,
     request_id: &HeaderValue,
-    in_flight: ResponseInFlight,
+    exchange: &Arc<Exchange>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if let Some(protocol) = upgrade::requested(&request) {
-        let tunnel = upgrade::serve((dp, client, conn), route, (request, protocol), (request_id, in_flight));
+        let tunnel = upgrade::serve((dp, client, conn), route, (request, protocol), (request_id, exchange));
         return Box::pin(tunnel).await;
     }
     let policy = &route.policy;
@@ -106,18 +128,24 @@ async fn proxy(
     let head_with = move |len| forward::upstream_head(parts, client, request_id, len);
     // Requests with a body box their futures: kept inline, those states would make every request's future (a
     // bodyless GET's too) as large as the largest of them, and each request's future is moved into hyper.
+    let ctx = (dp, conn, route, exchange);
     let answer = if declared == Some(0) {
         let head = head_with(has_length.then_some(0));
-        delivered(dp, conn, route, &head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
+        delivered(ctx, &head, BodySource::Empty, While::BodyRead).await.map(|answer| (answer, true))
     } else {
+        // Boxed with the rest of a body's path: a GET's future holds only the pointer.
+        let progress = Box::new(exchange.track(dp, mode_of(mode), declared));
         match mode {
             BodyMode::Buffered => {
                 // The whole body is on disk before any upstream is contacted: the upstream never waits for a
                 // slow client, and a chunked body is sent with a Content-Length.
                 let spool = Spool::new(dp.spool.clone(), policy.memory_buffer_bytes, declared, false)?;
-                Box::pin(receive(body, &Sink::Spool(spool.clone()), limits, &dp.metrics, direct)).await?;
+                let sink = Sink::Spool(spool.clone());
+                Box::pin(receive(body, &sink, limits, (&dp.metrics, Some(&**progress)), direct)).await?;
+                progress.set_state(State::Spooled);
+                exchange.spooled(spool.len());
                 let head = head_with(Some(spool.len()));
-                Box::pin(delivered(dp, conn, route, &head, BodySource::Spool(spool), While::BodyRead))
+                Box::pin(delivered(ctx, &head, BodySource::Spool(spool), While::BodyRead))
                     .await
                     .map(|answer| (answer, true))
             }
@@ -132,21 +160,36 @@ async fn proxy(
                         (Sink::Stream(tx), source)
                     }
                 };
+                let spooled = matches!(sink, Sink::Spool(_));
                 let head = head_with(declared);
-                let delivering = delivered(dp, conn, route, &head, source, While::Streaming);
+                let delivering = delivered(ctx, &head, source, While::Streaming);
                 if duplex {
-                    let metrics = dp.metrics.clone();
-                    let receiving = async move { receive(body, &sink, limits, &metrics, None).await };
-                    return Box::pin(full_duplex(dp, route, receiving, delivering, (request_id, in_flight))).await;
+                    let (metrics, exchange) = (dp.metrics.clone(), exchange.clone());
+                    let receiving = async move {
+                        let received =
+                            receive(body, &sink, limits, (&metrics, exchange.progress().map(|p| &**p)), None).await;
+                        if let (Ok(len), true) = (&received, spooled) {
+                            exchange.spooled(*len);
+                        }
+                        received
+                    };
+                    return Box::pin(full_duplex(dp, route, receiving, delivering, request_id)).await;
                 }
                 let direct = direct.filter(|_| mode == BodyMode::Tee);
-                let receiving = std::pin::pin!(receive(body, &sink, limits, &dp.metrics, direct));
+                let receiving = async {
+                    let received = receive(body, &sink, limits, (&dp.metrics, Some(&**progress)), direct).await;
+                    if let (Ok(len), true) = (&received, spooled) {
+                        exchange.spooled(*len);
+                    }
+                    received
+                };
+                let receiving = std::pin::pin!(receiving);
                 Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
             }
         }
     };
     let (answer, body_complete) = answer?;
-    let mut response = into_client_response(dp, answer, policy, request_id, in_flight);
+    let mut response = into_client_response(dp, answer, policy, request_id);
     if !body_complete {
         // An early response: the rest of the body will not be read, so this connection cannot carry another request.
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -201,9 +244,16 @@ fn body_mode(policy: BodyMode, headers: &http::HeaderMap) -> BodyMode {
     }
 }
 
-fn find_route(dp: &Dataplane, request: &Request<Incoming>) -> Result<Matched, ProxyError> {
-    let authority = forward::authority(request.uri(), request.headers());
-    let (host, path) = (host_of(authority.unwrap_or("")), request.uri().path());
+/// The record's name for a body mode.
+fn mode_of(mode: BodyMode) -> Mode {
+    match mode {
+        BodyMode::Buffered => Mode::Buffered,
+        BodyMode::Tee => Mode::Tee,
+        BodyMode::Streaming => Mode::Streaming,
+    }
+}
+
+fn find_route(dp: &Dataplane, host: &str, path: &str) -> Result<Matched, ProxyError> {
     let snapshot = dp.config.current();
     match snapshot.routes.find(host, path) {
         Some(route) => Ok(Matched { snapshot, route }),
@@ -238,9 +288,7 @@ enum While {
 /// worker reads the client and writes the spool while the neighbour writes to the upstream: on one core a single
 /// large upload would run its reads, spool writes and upstream writes one after another.
 async fn delivered(
-    dp: &Arc<Dataplane>,
-    conn: &Arc<ConnState>,
-    route: &Matched,
+    (dp, conn, route, exchange): (&Arc<Dataplane>, &Arc<ConnState>, &Matched, &Arc<Exchange>),
     // By reference: an async fn keeps an owned argument twice in its state (as argument and as local), and every
     // request's future is copied into its box whole.
     head: &RequestHead,
@@ -255,16 +303,19 @@ async fn delivered(
     };
     let delivery = async {
         match (policy.client_abort, neighbour) {
-            (ClientAbort::Cancel, None) => deliver(dp, &route.snapshot, &route.backend, head, &body, policy).await,
+            (ClientAbort::Cancel, None) => {
+                deliver(dp, (&route.snapshot, &route.backend, exchange), head, &body, policy).await
+            }
             (ClientAbort::Cancel, Some(neighbour)) => {
-                let task = owned_delivery(dp.clone(), route.clone(), head.clone(), body.clone());
+                let task = owned_delivery(dp.clone(), (route.clone(), exchange.clone()), head.clone(), body.clone());
                 let task = dp.drain.spawn_on(&neighbour, task);
                 // Dropping this request (its client went away) must drop the delivery, as it would a local one.
                 let _cancel_with_request = AbortOnDrop(task.abort_handle());
                 task.await.unwrap_or_else(|error| Err(ProxyError::Internal(format!("delivery task: {error}"))))
             }
             (ClientAbort::Complete, neighbour) => {
-                Box::pin(detached_delivery(dp.clone(), route.clone(), head.clone(), body.clone(), neighbour)).await
+                let owned = (route.clone(), exchange.clone());
+                Box::pin(detached_delivery(dp.clone(), owned, head.clone(), body.clone(), neighbour)).await
             }
         }
     };
@@ -296,26 +347,26 @@ fn client_left(signal: ClientSignal, half_close: HalfClose, backend: &str) -> Op
 /// [`deliver`] with everything it needs owned, to run in a task of its own.
 async fn owned_delivery(
     dp: Arc<Dataplane>,
-    route: Matched,
+    (route, exchange): (Matched, Arc<Exchange>),
     head: RequestHead,
     body: BodySource,
 ) -> Result<Answer, ProxyError> {
-    deliver(&dp, &route.snapshot, &route.backend, &head, &body, &route.policy).await
+    deliver(&dp, (&route.snapshot, &route.backend, &exchange), &head, &body, &route.policy).await
 }
 
 /// A delivery in its own task (on `runtime`, or this worker's): if the client is gone when the answer comes, the
 /// response is read to its end (so that the upstream finishes cleanly), logged and dropped.
 async fn detached_delivery(
     dp: Arc<Dataplane>,
-    route: Matched,
+    owned: (Matched, Arc<Exchange>),
     head: RequestHead,
     body: BodySource,
     runtime: Option<Handle>,
 ) -> Result<Answer, ProxyError> {
     let (tx, rx) = oneshot::channel();
-    let (drain, backend) = (dp.drain.clone(), route.backend.clone());
+    let (drain, backend) = (dp.drain.clone(), owned.0.backend.clone());
     let task = async move {
-        let result = owned_delivery(dp, route, head, body).await;
+        let result = owned_delivery(dp, owned, head, body).await;
         if let Err(Ok(answer)) = tx.send(result) {
             let status = answer.response.status();
             let read = answer.response.into_body().collect().await.map(|b| b.to_bytes().len());
@@ -370,7 +421,7 @@ async fn full_duplex(
     route: &Matched,
     receiving: impl std::future::Future<Output = Result<u64, ProxyError>> + Send + 'static,
     delivering: impl std::future::Future<Output = Result<Answer, ProxyError>>,
-    (request_id, in_flight): (&HeaderValue, ResponseInFlight),
+    request_id: &HeaderValue,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Boxed so that it can move into a task of its own half-way through.
     let mut receiving = Box::pin(receiving);
@@ -387,7 +438,7 @@ async fn full_duplex(
         }
     };
     let reading = (!received).then(|| AbortOnDrop(tokio::spawn(receiving).abort_handle()));
-    let response = into_client_response(dp, answer, &route.policy, request_id, in_flight);
+    let response = into_client_response(dp, answer, &route.policy, request_id);
     Ok(match reading {
         None => response,
         Some(reading) => response.map(|body| {
@@ -408,7 +459,6 @@ fn into_client_response(
     answer: Answer,
     policy: &Policy,
     request_id: &HeaderValue,
-    in_flight: ResponseInFlight,
 ) -> Response<ProxyBody> {
     let Answer { response, connection, .. } = answer;
     if let Some(connection) = connection {
@@ -418,16 +468,7 @@ fn into_client_response(
     forward::remove_hop_by_hop(&mut parts.headers);
     // The client can quote the same id the upstream logged, on every attempt.
     parts.headers.entry(forward::REQUEST_ID).or_insert_with(|| request_id.clone());
-    let bytes_out = dp.metrics.bytes_out.clone();
     let body = IdleTimeoutBody::new(body, Duration::from_millis(policy.timeouts.upstream_read_ms))
-        .map_frame(move |frame| {
-            // Dropped with the body, once hyper has sent it or given up on it.
-            let _ = &in_flight;
-            if let Some(data) = frame.data_ref() {
-                bytes_out.inc_by(data.len() as u64);
-            }
-            frame
-        })
         .map_err(|e| Box::new(e) as crate::error::BoxError)
         .boxed_unsync();
     Response::from_parts(parts, body)

@@ -12,8 +12,9 @@
 //! `-Extensions` pass through both ways.
 
 use super::{delivered, into_client_response, Matched, While};
-use crate::client::{ConnState, ResponseInFlight};
+use crate::client::ConnState;
 use crate::error::{ProxyBody, ProxyError};
+use crate::exchange::{Exchange, Mode};
 use crate::forward::{self, ClientInfo};
 use crate::tunnel::{self, Ends};
 use crate::upstream::request::has_token;
@@ -60,7 +61,7 @@ pub(super) async fn serve(
     (dp, client, conn): (&Arc<Dataplane>, &ClientInfo, &Arc<ConnState>),
     route: &Matched,
     (request, protocol): (Request<Incoming>, HeaderValue),
-    (request_id, in_flight): (&HeaderValue, ResponseInFlight),
+    (request_id, exchange): (&HeaderValue, &Arc<Exchange>),
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if route.upstream_protocol() == UpstreamProtocol::Http2 {
         return Err(ProxyError::TunnelUnsupported { backend: route.backend.to_string() });
@@ -78,15 +79,18 @@ pub(super) async fn serve(
     }
     let mut head = forward::upstream_head(parts, client, request_id, None);
     head.added.upgrade = Some(protocol);
-    let mut answer = delivered(dp, conn, route, &head, BodySource::Empty, While::BodyRead).await?;
+    exchange.track(dp, Mode::Tunnel, None);
+    let mut answer = delivered((dp, conn, route, exchange), &head, BodySource::Empty, While::BodyRead).await?;
     let Some(upstream_side) = answer.upgrade.take() else {
         // The upstream declined (401, 426…): its answer is the client's.
-        return Ok(into_client_response(dp, answer, &route.policy, request_id, in_flight));
+        return Ok(into_client_response(dp, answer, &route.policy, request_id));
     };
     let response = switched(answer.response.into_parts().0, extended_connect, request_id);
     let ends = Ends { client: client_side, upstream: upstream_side, upstream_conn: answer.connection.take() };
     let idle = Duration::from_millis(route.policy.timeouts.tunnel_idle_ms);
-    tunnel::spawn(dp, ends, idle, route.backend.clone());
+    // From here the tunnel, not the response, ends the request: it is logged when the tunnel closes.
+    exchange.became_tunnel();
+    tunnel::spawn(dp, ends, idle, exchange.clone());
     Ok(response)
 }
 

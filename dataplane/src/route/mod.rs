@@ -7,6 +7,7 @@
 
 mod path;
 
+use crate::metrics::route::{RouteFamilies, RouteLabels, RouteMetrics};
 use holdfast_snapshot::{PathType, Policy, RouteTarget, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Route {
     pub source: Option<Arc<str>>,
     /// Plain-HTTP requests get a redirect to HTTPS.
     pub redirect_https: bool,
+    /// The route's series, labelled with its Ingress and its backend's Service port.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// The compiled routing table of one snapshot.
@@ -49,8 +52,8 @@ struct CompiledPath {
 }
 
 impl RouteTable {
-    /// Compiles a validated snapshot.
-    pub fn compile(snapshot: &Snapshot) -> Self {
+    /// Compiles a validated snapshot, taking each route's metrics from `families`.
+    pub fn compile(snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Self {
         let policies: HashMap<&str, Arc<Policy>> =
             snapshot.policies.iter().map(|(name, policy)| (name.as_str(), Arc::new(policy.clone()))).collect();
         let default_policy = Arc::new(Policy::default());
@@ -61,6 +64,7 @@ impl RouteTable {
                 policy: policy.clone(),
                 source: target.source.as_deref().map(Arc::from),
                 redirect_https: target.redirect_https,
+                metrics: families.for_route(labels(snapshot, target)),
             })
         };
         let mut table =
@@ -104,6 +108,21 @@ impl PathGroup {
             .find(|p| if p.exact { p.path == request_path } else { prefix_matches(&p.path, request_path) })
             .map(|p| p.route.clone())
     }
+}
+
+/// A route's metric labels: its Ingress, and its backend's Service port (empty when the snapshot does not say).
+pub fn labels(snapshot: &Snapshot, target: &RouteTarget) -> RouteLabels {
+    let (namespace, ingress) =
+        target.ingress.as_ref().map_or_else(Default::default, |i| (i.namespace.clone(), i.name.clone()));
+    let service = snapshot.backends.get(&target.backend).and_then(|b| b.service.as_ref());
+    let (service, port) = service.map_or_else(Default::default, |s| (s.name.clone(), s.port.clone()));
+    RouteLabels { namespace, ingress, service, port }
+}
+
+/// Every route's labels in a snapshot, to forget the series of routes it no longer has.
+pub fn all_labels(snapshot: &Snapshot) -> std::collections::HashSet<RouteLabels> {
+    let paths = snapshot.hosts.iter().flat_map(|h| h.paths.iter().map(|p| &p.target));
+    paths.chain(snapshot.default_backend.as_ref()).map(|target| labels(snapshot, target)).collect()
 }
 
 /// Splits a `Host` header or `:authority` into the host, dropping a port and IPv6 brackets' port.

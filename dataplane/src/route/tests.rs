@@ -1,7 +1,11 @@
 use super::*;
 
+fn test_families() -> Arc<RouteFamilies> {
+    RouteFamilies::register(&mut prometheus_client::registry::Registry::default())
+}
+
 fn table(json: &str) -> RouteTable {
-    RouteTable::compile(&Snapshot::from_json(json.as_bytes()).unwrap())
+    RouteTable::compile(&Snapshot::from_json(json.as_bytes()).unwrap(), &test_families())
 }
 
 fn backend(table: &RouteTable, host: &str, path: &str) -> Option<String> {

@@ -217,11 +217,22 @@ where
         };
         let Worker { dp, options, acceptor, shutdown } = self;
         let pool = dp.pool.clone();
+        let (served_tx, served_rx) = tokio::sync::oneshot::channel::<()>();
+        let served = async {
+            tokio::join!(
+                serve_listener(plain, dp.clone(), options.clone(), None, shutdown()),
+                serve_listener(tls, dp.clone(), options, Some(acceptor), shutdown()),
+            );
+            drop(served_tx);
+        };
         tokio::join!(
-            serve_listener(plain, dp.clone(), options.clone(), None, shutdown()),
-            serve_listener(tls, dp, options, Some(acceptor), shutdown()),
+            served,
             // This worker's idle upstream connections, which only this thread uses.
             pool.sweep_idle(shutdown()),
+            // This worker's access log lines, until its last request (drain included) has ended.
+            dp.access_log.flush_periodically(async {
+                let _ = served_rx.await;
+            }),
         );
         true
     }
@@ -252,6 +263,7 @@ mod tests {
             spool_quota: 0,
             upstream_idle_timeout: Duration::from_secs(1),
             default_certificate: None,
+            access_log: crate::access_log::Settings::default(),
         };
         let dp = Dataplane::new(&settings).unwrap();
         let listeners = Listeners {

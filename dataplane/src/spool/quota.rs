@@ -36,6 +36,11 @@ impl SpoolQuota {
     }
 
     /// Bytes reserved now.
+    /// The quota (0: none).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }

@@ -14,6 +14,7 @@
 
 mod copy;
 
+use crate::exchange::Exchange;
 use crate::upstream::Connection;
 use crate::Dataplane;
 use copy::Direction;
@@ -39,9 +40,13 @@ pub struct Ends {
 }
 
 /// Starts the tunnel in a task of its own on this worker, counted by the drain, once both ends are handed over.
-pub fn spawn(dp: &Arc<Dataplane>, ends: Ends, idle: Duration, backend: Arc<str>) {
+/// The request that opened it ends with it: its log line carries the tunnel's lifetime.
+pub fn spawn(dp: &Arc<Dataplane>, ends: Ends, idle: Duration, exchange: Arc<Exchange>) {
     let metrics = dp.metrics.clone();
+    let backend = exchange.backend.clone().unwrap_or_else(|| Arc::from("-"));
+    let ended = Ended { exchange, dp: dp.clone(), started: Instant::now() };
     let task = async move {
+        let ended = ended;
         let Ends { client, upstream, upstream_conn } = ends;
         let handed_over = tokio::time::timeout(HANDOVER_LIMIT, async { tokio::join!(client, upstream) }).await;
         drop(upstream_conn);
@@ -63,10 +68,29 @@ pub fn spawn(dp: &Arc<Dataplane>, ends: Ends, idle: Duration, backend: Arc<str>)
         let outcome = (&mut join).await;
         metrics.tunnels_open.dec();
         let (sent, received) = (join.to_upstream.moved, join.to_client.moved);
+        // The request's log line: what the client sent through the tunnel, and what it got.
+        ended.exchange.sent(received);
+        if let Some(progress) = ended.exchange.progress() {
+            progress.set_received(sent);
+        }
         let lifetime = started.elapsed();
         tracing::debug!(?outcome, sent, received, ?lifetime, %backend, "tunnel closed");
     };
     drop(dp.drain.spawn_on(&tokio::runtime::Handle::current(), task));
+}
+
+/// Ends the tunnel's request when the tunnel's task ends, however it ends (closed, failed, or dropped when the
+/// worker stops after the drain).
+struct Ended {
+    exchange: Arc<Exchange>,
+    dp: Arc<Dataplane>,
+    started: Instant,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.exchange.finish(&self.dp, Some(self.started.elapsed()));
+    }
 }
 
 /// How a tunnel ended.

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use tokio::sync::mpsc;
@@ -83,7 +84,13 @@ impl BodySource {
     /// A body for a new attempt, or `None` when a streaming body was already taken.
     /// `len` is the Content-Length sent upstream, if any: hyper stops polling a body once that many bytes went out,
     /// so the body must notice its own end to start the read timeout.
-    pub fn open(&self, clock: Arc<AttemptClock>, len: Option<u64>) -> Option<UpstreamBody> {
+    /// `delivered` counts the bytes handed to hyper, for the status page.
+    pub fn open(
+        &self,
+        clock: Arc<AttemptClock>,
+        len: Option<u64>,
+        delivered: Option<Arc<AtomicU64>>,
+    ) -> Option<UpstreamBody> {
         let feed = match self {
             BodySource::Empty => None,
             BodySource::Spool(spool) => {
@@ -91,7 +98,7 @@ impl BodySource {
             }
             BodySource::Stream(slot) => Some(Feed::Channel(slot.lock().ok()?.take()?)),
         };
-        Some(UpstreamBody { done: feed.is_none() || len == Some(0), feed, clock, remaining: len })
+        Some(UpstreamBody { done: feed.is_none() || len == Some(0), feed, clock, remaining: len, delivered })
     }
 }
 
@@ -153,6 +160,7 @@ pub struct UpstreamBody {
     clock: Arc<AttemptClock>,
     /// Bytes still due when the length is declared.
     remaining: Option<u64>,
+    delivered: Option<Arc<AtomicU64>>,
 }
 
 impl Body for UpstreamBody {
@@ -168,6 +176,9 @@ impl Body for UpstreamBody {
         match feed.poll_item(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(BodyItem::Data(data))) => {
+                if let Some(delivered) = &self.delivered {
+                    delivered.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
                 let remaining = self.remaining.map(|r| r.saturating_sub(data.len() as u64));
                 self.remaining = remaining;
                 if remaining == Some(0) {

@@ -8,6 +8,8 @@ use super::transport::Upstream;
 use holdfast_snapshot::Timeouts;
 use hyper::upgrade::OnUpgrade;
 use hyper::Response;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything an attempt needs to (re)build its request.
@@ -19,6 +21,8 @@ pub struct Delivery<'a> {
     pub timeouts: &'a Timeouts,
     /// The backend's protocol and transport.
     pub upstream: &'a Upstream,
+    /// Where the attempt counts the body bytes it has handed to its connection (the status page), if anywhere.
+    pub delivered: Option<&'a Arc<AtomicU64>>,
 }
 
 /// The result of a successful attempt: the response head (its body streams on), and what must outlive it.

@@ -27,6 +27,22 @@ pub enum FailureKind {
     ClientBodyAborted,
 }
 
+impl FailureKind {
+    /// A fixed name, for logs and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::ConnectRefused => "connect_refused",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::ResetBeforeResponse => "reset_before_response",
+            FailureKind::SendTimeout => "send_timeout",
+            FailureKind::ReadTimeout => "read_timeout",
+            FailureKind::Protocol => "protocol",
+            FailureKind::TlsHandshake => "tls_handshake",
+            FailureKind::ClientBodyAborted => "client_body_aborted",
+        }
+    }
+}
+
 /// A failed attempt.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -82,19 +98,29 @@ impl Failure {
     }
 }
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
+impl FailureKind {
+    /// In words, for people (the status page).
+    pub fn describe(self) -> &'static str {
+        match self {
             FailureKind::ConnectRefused => "connection refused",
             FailureKind::ConnectTimeout => "connect timed out",
             FailureKind::ResetBeforeResponse => "connection closed before the response",
             FailureKind::SendTimeout => "upstream stopped reading the body",
             FailureKind::ReadTimeout => "no response within the read timeout",
             FailureKind::Protocol => "invalid response",
-            // Its detail is a sentence of its own: `TLS handshake with <addr> failed: <rustls's reason>`.
-            FailureKind::TlsHandshake => return f.write_str(&self.detail),
+            FailureKind::TlsHandshake => "TLS handshake failed",
             FailureKind::ClientBodyAborted => "client body aborted",
-        };
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == FailureKind::TlsHandshake {
+            // Its detail is a sentence of its own: `TLS handshake with <addr> failed: <rustls's reason>`.
+            return f.write_str(&self.detail);
+        }
+        let what = self.kind.describe();
         write!(f, "{what} ({})", self.detail)
     }
 }

@@ -42,6 +42,7 @@ impl Harness {
             spool_quota: quota,
             upstream_idle_timeout: Duration::from_secs(4),
             default_certificate: None,
+            access_log: holdfast_dataplane::access_log::Settings::default(),
         };
         let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {

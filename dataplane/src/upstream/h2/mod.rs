@@ -49,7 +49,7 @@ async fn send(stream: H2Stream, delivery: &Delivery<'_>) -> Result<Answer, Failu
     let clock = Arc::new(AttemptClock::new(matches!(delivery.body, BodySource::Empty)));
     let body = delivery
         .body
-        .open(clock.clone(), delivery.head.added.content_length)
+        .open(clock.clone(), delivery.head.added.content_length, delivery.delivered.cloned())
         .ok_or_else(|| Failure::new(FailureKind::ClientBodyAborted, "the streaming body was already consumed"))?;
     let request = build_request(delivery.head, body, &delivery.upstream.transport, addr);
     let sent = async {

@@ -50,7 +50,7 @@ async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, F
     let len = delivery.head.added.content_length;
     let body = delivery
         .body
-        .open(clock.clone(), len)
+        .open(clock.clone(), len, delivery.delivered.cloned())
         .ok_or_else(|| Failure::new(FailureKind::ClientBodyAborted, "the streaming body was already consumed"))?;
     let request = build_request(delivery.head, body);
     let mut response = within_timeouts(conn.sender.send_request(request), &clock, delivery.timeouts, conn.addr).await?;

@@ -82,7 +82,7 @@ async fn exchange(
     let complete = match body {
         // Boxed: a bodiless request's future (every small GET's) need not hold room for sending a body.
         Some(SpooledBody { spool, len }) => {
-            Box::pin(send_with_body(&mut conn, spool, len, send_limit)).await? == Sent::Complete
+            Box::pin(send_with_body(&mut conn, (spool, len), send_limit, delivery.delivered)).await? == Sent::Complete
         }
         None => {
             let sent = conn.try_send_write_buf().map_err(closed)?;

@@ -18,6 +18,7 @@ use crate::spool::{Available, ReadError, Spool, SpoolReader};
 use crate::upstream::failure::{Failure, FailureKind};
 use bytes::{Bytes, BytesMut};
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -32,15 +33,16 @@ pub enum Sent {
     Interrupted,
 }
 
-/// Sends the head in `conn.write_buf`, then `len` bytes of the spool.
+/// Sends the head in `conn.write_buf`, then `len` bytes of the spool, counting them in `delivered` if given.
 pub async fn send_with_body(
     conn: &mut PlainConnection,
-    spool: &Arc<Spool>,
-    len: u64,
+    (spool, len): (&Arc<Spool>, u64),
     send_limit: Duration,
+    delivered: Option<&Arc<AtomicU64>>,
 ) -> Result<Sent, Failure> {
     let head = std::mem::take(&mut conn.write_buf);
-    let mut sender = Sender { reader: spool.reader(), len, segment: None, skip: 0 };
+    let delivered = delivered.cloned();
+    let mut sender = Sender { reader: spool.reader(), len, segment: None, skip: 0, delivered };
     let sent = sender.run(conn, &head, send_limit).await;
     // Given back for its capacity: the next request on this connection encodes its head there.
     conn.write_buf = head;
@@ -53,6 +55,7 @@ struct Sender {
     /// The bytes being sent, and how many of them are out.
     segment: Option<Bytes>,
     skip: usize,
+    delivered: Option<Arc<AtomicU64>>,
 }
 
 impl Sender {
@@ -122,6 +125,9 @@ impl Sender {
         }
         self.skip += n;
         self.reader.consumed(n as u64);
+        if let Some(delivered) = &self.delivered {
+            delivered.store(self.reader.offset(), Ordering::Relaxed);
+        }
         if self.segment.as_ref().is_some_and(|segment| self.skip >= segment.len()) {
             self.segment = None;
         }

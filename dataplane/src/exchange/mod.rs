@@ -1,0 +1,281 @@
+//! The record of one request as it goes through the dataplane: who asked for what, which route took it, each attempt
+//! and how it ended, how many bytes went each way, and when. It has three readers: the access log line written when
+//! the request ends ([`crate::access_log`]), the route's metrics ([`crate::metrics::route`]), and — for requests with
+//! a body, and tunnels — the status page, which reads their progress while they run ([`crate::status`]).
+//!
+//! A request ends when hyper is done with its response (the response body is dropped: sent, or abandoned), or when
+//! its future is dropped without a response (the client went away first: status 499, as nginx logs it). A tunnel
+//! ends when its connections close, and is logged then, with its lifetime.
+
+mod attempts;
+mod progress;
+
+pub use attempts::{AttemptOutcome, AttemptRecord};
+pub use progress::{Progress, State};
+
+use crate::metrics::route::RouteMetrics;
+use crate::Dataplane;
+use attempts::Attempts;
+use http::{HeaderValue, Method, Uri, Version};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// The status logged for a request whose client went away before it was answered (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// How a request's body travels, for logs and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No body.
+    Bodiless,
+    Buffered,
+    Tee,
+    Streaming,
+    Tunnel,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Bodiless => "None",
+            Mode::Buffered => "Buffered",
+            Mode::Tee => "Tee",
+            Mode::Streaming => "Streaming",
+            Mode::Tunnel => "Tunnel",
+        }
+    }
+}
+
+/// What is known of a request from its head.
+pub struct Head {
+    pub id: HeaderValue,
+    pub method: Method,
+    pub uri: Uri,
+    /// The host routing used (HTTP/2's `:authority` or `Host`), without the port.
+    pub host: Box<str>,
+    pub client: SocketAddr,
+    pub version: Version,
+}
+
+/// One request's record.
+pub struct Exchange {
+    pub head: Head,
+    /// The route that took it; `None` for a request no route took.
+    pub route: Option<Arc<RouteMetrics>>,
+    /// The route's backend, by name (logs, the status page).
+    pub backend: Option<Arc<str>>,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    /// Set for requests with a body and for tunnels: what the status page shows while they run.
+    progress: OnceLock<Arc<Progress>>,
+    attempts: Mutex<Attempts>,
+    status: AtomicU16,
+    bytes_out: AtomicU64,
+    /// Bytes of the body that went into a spool (memory or disk).
+    spooled: AtomicU64,
+    /// The response was `101`: the tunnel logs the request when it closes.
+    tunnel: AtomicBool,
+    error: Mutex<Option<String>>,
+    finished: AtomicBool,
+}
+
+impl Exchange {
+    pub fn new(head: Head, route: Option<(Arc<RouteMetrics>, Arc<str>)>) -> Arc<Self> {
+        let (route, backend) = route.map_or((None, None), |(m, b)| (Some(m), Some(b)));
+        if let Some(route) = &route {
+            route.in_flight.inc();
+        }
+        Arc::new(Exchange {
+            head,
+            route,
+            backend,
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            progress: OnceLock::new(),
+            attempts: Mutex::default(),
+            status: AtomicU16::new(0),
+            bytes_out: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            tunnel: AtomicBool::new(false),
+            error: Mutex::new(None),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// Gives a request with a body (or a tunnel request) its progress, and puts it on the status page; counted as
+    /// an upload in flight. Once per request.
+    pub fn track(self: &Arc<Self>, dp: &Dataplane, mode: Mode, declared: Option<u64>) -> Arc<Progress> {
+        let mut created = false;
+        let progress = self.progress.get_or_init(|| {
+            created = true;
+            Arc::new(Progress::new(mode, declared))
+        });
+        if created {
+            if let (Some(route), true) = (&self.route, mode != Mode::Tunnel) {
+                route.uploads.inc();
+            }
+            dp.status.started(self);
+        }
+        progress.clone()
+    }
+
+    /// The progress of a request with a body or a tunnel.
+    pub fn progress(&self) -> Option<&Arc<Progress>> {
+        self.progress.get()
+    }
+
+    /// An attempt starts on `endpoint` (the `n`th, 1-based).
+    pub fn attempt_started(&self, endpoint: SocketAddr, n: u32) {
+        self.lock_attempts().start(endpoint);
+        if let Some(progress) = self.progress.get() {
+            progress.attempt_started(endpoint, n);
+        }
+    }
+
+    /// The attempt that started last ended with `outcome`.
+    pub fn attempt_ended(&self, outcome: AttemptOutcome) {
+        let took = self.lock_attempts().end(outcome);
+        let answered = matches!(outcome, AttemptOutcome::Answered(_));
+        if let Some(route) = &self.route {
+            route.attempts.inc();
+            if let (true, Some(took)) = (answered, took) {
+                route.upstream_answered(took.as_secs_f64());
+            }
+        }
+        if let (Some(progress), true) = (self.progress.get(), answered) {
+            progress.set_state(State::Answered);
+        }
+    }
+
+    /// The request waited `waited` for an endpoint that would take it.
+    pub fn waited(&self, waited: Duration) {
+        self.lock_attempts().waited += waited;
+    }
+
+    /// The request is waiting for an endpoint now.
+    pub fn waiting(&self) {
+        if let Some(progress) = self.progress.get() {
+            progress.set_state(State::Waiting);
+        }
+    }
+
+    pub fn spooled(&self, bytes: u64) {
+        self.spooled.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// What went wrong, for the status page (the access log has the status; the failure is logged on its own).
+    pub fn set_error(&self, error: &impl std::fmt::Display) {
+        if self.progress.get().is_some() {
+            *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+        }
+    }
+
+    /// The response switched protocols: the tunnel, not the response, ends this request.
+    pub fn became_tunnel(&self) {
+        self.tunnel.store(true, Ordering::Release);
+        if let Some(route) = &self.route {
+            route.tunnels.inc();
+        }
+        if let Some(progress) = self.progress.get() {
+            progress.set_state(State::Tunnel);
+        }
+    }
+
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel.load(Ordering::Acquire)
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    pub fn spooled_bytes(&self) -> u64 {
+        self.spooled.load(Ordering::Relaxed)
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The attempts so far, and the time to the first upstream byte and the wait.
+    pub fn attempts(&self) -> (Vec<AttemptRecord>, Option<Duration>, Duration) {
+        let attempts = self.lock_attempts();
+        (attempts.list.to_vec(), attempts.first_byte.map(|at| at.duration_since(self.started)), attempts.waited)
+    }
+
+    /// Ends the request once: its log line, its route's metrics, its entry on the status page. `tunnel_lifetime`
+    /// for a tunnel that closed.
+    pub fn finish(self: &Arc<Self>, dp: &Dataplane, tunnel_lifetime: Option<Duration>) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let duration = self.started.elapsed();
+        let status = match self.status() {
+            0 => CLIENT_CLOSED,
+            status => status,
+        };
+        if let Some(route) = &self.route {
+            route.in_flight.dec();
+            route.answered(status, duration.as_secs_f64());
+            if let Some(progress) = self.progress.get() {
+                if progress.mode == Mode::Tunnel {
+                    if self.is_tunnel() {
+                        route.tunnels.dec();
+                    }
+                } else {
+                    route.uploads.dec();
+                    route.body(progress.received());
+                }
+            }
+        }
+        dp.access_log.write(self, status, duration, tunnel_lifetime);
+        if self.progress.get().is_some() {
+            dp.status.finished(self, status);
+        }
+    }
+
+    fn lock_attempts(&self) -> MutexGuard<'_, Attempts> {
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Ends its request when dropped, unless it was handed on: held by the request's future, then by its response body
+/// (or, for a tunnel, by the tunnel).
+pub struct Finisher {
+    exchange: Arc<Exchange>,
+    dp: Arc<Dataplane>,
+}
+
+impl Finisher {
+    pub fn new(exchange: Arc<Exchange>, dp: Arc<Dataplane>) -> Self {
+        Finisher { exchange, dp }
+    }
+
+    pub fn exchange(&self) -> &Arc<Exchange> {
+        &self.exchange
+    }
+}
+
+impl Drop for Finisher {
+    fn drop(&mut self) {
+        // A tunnel's request ends with the tunnel, which holds the exchange.
+        if !self.exchange.is_tunnel() {
+            self.exchange.finish(&self.dp, None);
+        }
+    }
+}
