@@ -1,5 +1,6 @@
 //! A dataplane to test against: in-process on 127.0.0.1:0, or the real binary.
 
+pub use holdfast_dataplane::access_log::{Destination as AccessLogDestination, Settings as AccessLogSettings};
 use holdfast_dataplane::server::{Lingering, ServeOptions};
 use holdfast_dataplane::{admin, server, Dataplane, Settings};
 use std::net::SocketAddr;
@@ -35,14 +36,29 @@ impl Harness {
         Self::start_inner(snapshot, 0, 1000, header_read_timeout).await
     }
 
+    /// As [`Harness::start`], with the access log set up as given.
+    pub async fn start_with_access_log(snapshot: Option<&str>, access_log: AccessLogSettings) -> Self {
+        Self::start_full(snapshot, 0, 1000, Duration::from_secs(10), access_log).await
+    }
+
     async fn start_inner(snapshot: Option<&str>, quota: u64, max_requests: u32, header_read_timeout: Duration) -> Self {
+        Self::start_full(snapshot, quota, max_requests, header_read_timeout, AccessLogSettings::default()).await
+    }
+
+    async fn start_full(
+        snapshot: Option<&str>,
+        quota: u64,
+        max_requests: u32,
+        header_read_timeout: Duration,
+        access_log: AccessLogSettings,
+    ) -> Self {
         let spool = tempfile::tempdir().unwrap();
         let settings = Settings {
             spool_dir: spool.path().to_path_buf(),
             spool_quota: quota,
             upstream_idle_timeout: Duration::from_secs(4),
             default_certificate: None,
-            access_log: holdfast_dataplane::access_log::Settings::default(),
+            access_log,
         };
         let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {
