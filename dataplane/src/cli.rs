@@ -89,6 +89,17 @@ pub struct Args {
     /// Log request paths with their query string (left out by default: queries carry tokens and personal data).
     #[arg(long, env = "HOLDFAST_ACCESS_LOG_QUERY")]
     pub access_log_query: bool,
+    /// Metrics per route (`holdfast_route_*`, labelled with the route's Ingress and Service): `on` or `off`.
+    #[arg(long, env = "HOLDFAST_ROUTE_METRICS", default_value = "on", value_parser = parse_on_off)]
+    pub route_metrics: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: say on or off")),
+    }
 }
 
 impl Args {

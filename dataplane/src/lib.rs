@@ -48,6 +48,8 @@ pub struct Dataplane {
     pub access_log: access_log::AccessLog,
     /// The requests with a body and the tunnels the status page shows.
     pub status: status::Board,
+    /// Whether routes get their own metrics.
+    route_metrics: bool,
     /// Serializes snapshot applies, so routes and certificates always come from the same snapshot.
     apply_lock: std::sync::Mutex<()>,
 }
@@ -62,6 +64,8 @@ pub struct Settings {
     /// The TLS listener's certificate for names no snapshot certificate covers; `None`: a generated one.
     pub default_certificate: Option<holdfast_snapshot::TlsCertificate>,
     pub access_log: access_log::Settings,
+    /// Metrics per route (`--route-metrics`); process-wide ones are always kept.
+    pub route_metrics: bool,
 }
 
 /// Why a dataplane could not be set up.
@@ -93,6 +97,7 @@ impl Dataplane {
             certs: Arc::new(tls::CertStore::new(settings.default_certificate.clone())?),
             access_log: access_log::AccessLog::open(&settings.access_log)?,
             status: status::Board::default(),
+            route_metrics: settings.route_metrics,
             apply_lock: std::sync::Mutex::new(()),
         }))
     }
@@ -100,7 +105,8 @@ impl Dataplane {
     /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
     pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
         let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let active = self.config.apply(snapshot, &self.metrics.route)?;
+        let families = self.route_metrics.then_some(&self.metrics.route);
+        let active = self.config.apply(snapshot, families)?;
         self.metrics.route.retain(&route::all_labels(snapshot));
         let certs = tls::CertMap::compile(&snapshot.tls);
         self.certs.replace(certs);

@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         upstream_idle_timeout: args.upstream_idle_timeout,
         default_certificate: default_certificate(&args)?,
         access_log: args.access_log_settings(),
+        route_metrics: args.route_metrics,
     };
     let dp = Dataplane::new(&settings)?;
     if let Some(path) = &args.config_file {
@@ -56,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
         max_requests_per_connection = args.max_requests_per_connection, workers, access_log = ?args.access_log,
+        route_metrics = args.route_metrics,
         "holdfast dataplane started"
     );
     let mut shutdown = shutdown_signal()?;

@@ -25,7 +25,7 @@ pub struct Active {
 }
 
 impl Active {
-    fn compile(snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Self {
+    fn compile(snapshot: &Snapshot, families: Option<&Arc<RouteFamilies>>) -> Self {
         let backends = snapshot
             .backends
             .iter()
@@ -53,7 +53,11 @@ impl Default for ConfigStore {
 
 impl ConfigStore {
     /// Validates and puts a snapshot in force, or refuses it and keeps the one in force.
-    pub fn apply(&self, snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Result<Arc<Active>, SnapshotError> {
+    pub fn apply(
+        &self,
+        snapshot: &Snapshot,
+        families: Option<&Arc<RouteFamilies>>,
+    ) -> Result<Arc<Active>, SnapshotError> {
         snapshot.validate()?;
         let compiled = Arc::new(Active::compile(snapshot, families));
         let mut refused = None;

@@ -63,7 +63,7 @@ pub struct Head {
 /// One request's record.
 pub struct Exchange {
     pub head: Head,
-    /// The route that took it; `None` for a request no route took.
+    /// The metrics of the route that took it; `None` for a request no route took (or without route metrics).
     pub route: Option<Arc<RouteMetrics>>,
     /// The route's backend, by name (logs, the status page).
     pub backend: Option<Arc<str>>,
@@ -83,8 +83,9 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(head: Head, route: Option<(Arc<RouteMetrics>, Arc<str>)>) -> Arc<Self> {
-        let (route, backend) = route.map_or((None, None), |(m, b)| (Some(m), Some(b)));
+    /// `route`: the route's metrics (if it has them) and its backend's name; `None` for a request no route took.
+    pub fn new(head: Head, route: Option<(Option<Arc<RouteMetrics>>, Arc<str>)>) -> Arc<Self> {
+        let (route, backend) = route.map_or((None, None), |(m, b)| (m, Some(b)));
         if let Some(route) = &route {
             route.in_flight.inc();
         }

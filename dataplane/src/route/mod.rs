@@ -23,8 +23,8 @@ pub struct Route {
     pub source: Option<Arc<str>>,
     /// Plain-HTTP requests get a redirect to HTTPS.
     pub redirect_https: bool,
-    /// The route's series, labelled with its Ingress and its backend's Service port.
-    pub metrics: Arc<RouteMetrics>,
+    /// The route's series, labelled with its Ingress and its backend's Service port (`None`: `--route-metrics off`).
+    pub metrics: Option<Arc<RouteMetrics>>,
 }
 
 /// The compiled routing table of one snapshot.
@@ -52,8 +52,8 @@ struct CompiledPath {
 }
 
 impl RouteTable {
-    /// Compiles a validated snapshot, taking each route's metrics from `families`.
-    pub fn compile(snapshot: &Snapshot, families: &Arc<RouteFamilies>) -> Self {
+    /// Compiles a validated snapshot, taking each route's metrics from `families` (none without).
+    pub fn compile(snapshot: &Snapshot, families: Option<&Arc<RouteFamilies>>) -> Self {
         let policies: HashMap<&str, Arc<Policy>> =
             snapshot.policies.iter().map(|(name, policy)| (name.as_str(), Arc::new(policy.clone()))).collect();
         let default_policy = Arc::new(Policy::default());
@@ -64,7 +64,7 @@ impl RouteTable {
                 policy: policy.clone(),
                 source: target.source.as_deref().map(Arc::from),
                 redirect_https: target.redirect_https,
-                metrics: families.for_route(labels(snapshot, target)),
+                metrics: families.map(|f| f.for_route(labels(snapshot, target))),
             })
         };
         let mut table =

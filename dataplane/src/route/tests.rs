@@ -5,7 +5,7 @@ fn test_families() -> Arc<RouteFamilies> {
 }
 
 fn table(json: &str) -> RouteTable {
-    RouteTable::compile(&Snapshot::from_json(json.as_bytes()).unwrap(), &test_families())
+    RouteTable::compile(&Snapshot::from_json(json.as_bytes()).unwrap(), Some(&test_families()))
 }
 
 fn backend(table: &RouteTable, host: &str, path: &str) -> Option<String> {

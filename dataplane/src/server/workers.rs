@@ -264,6 +264,7 @@ mod tests {
             upstream_idle_timeout: Duration::from_secs(1),
             default_certificate: None,
             access_log: crate::access_log::Settings::default(),
+            route_metrics: true,
         };
         let dp = Dataplane::new(&settings).unwrap();
         let listeners = Listeners {

@@ -59,6 +59,7 @@ impl Harness {
             upstream_idle_timeout: Duration::from_secs(4),
             default_certificate: None,
             access_log,
+            route_metrics: true,
         };
         let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {
