@@ -61,8 +61,10 @@ async fn an_upload_replayed_through_an_upstream_sigkill_shows_both_attempts_in_i
     let log = dir.path().join("deliveries.jsonl");
     // Reading at 50 MB/s gives the kill a wide window.
     let slow = ["--read-rate", "50000000"];
-    let mut upstreams =
-        [UpstreamProcess::start("127.0.0.1:0", &log, &slow).await, UpstreamProcess::start("127.0.0.1:0", &log, &slow).await];
+    let mut upstreams = [
+        UpstreamProcess::start("127.0.0.1:0", &log, &slow).await,
+        UpstreamProcess::start("127.0.0.1:0", &log, &slow).await,
+    ];
     let snapshot_file = dir.path().join("snapshot.json");
     let addrs = [upstreams[0].addr, upstreams[1].addr];
     std::fs::write(&snapshot_file, named_snapshot(&addrs, json!({"mode": "Buffered"}))).unwrap();
@@ -137,7 +139,10 @@ async fn label_sets_stay_bounded_when_ten_thousand_requests_use_distinct_hosts_a
         tokio::time::timeout(STEP * 6, client).await.unwrap().unwrap();
     }
     let scrape = dataplane.dp.scrape();
-    assert_eq!(sample(&scrape, "holdfast_route_requests_total", &format!("{ROUTE},status_class=\"2xx\"")), Some(10_000.0));
+    assert_eq!(
+        sample(&scrape, "holdfast_route_requests_total", &format!("{ROUTE},status_class=\"2xx\"")),
+        Some(10_000.0)
+    );
     let route_series: Vec<&str> = scrape.lines().filter(|l| l.starts_with("holdfast_route_")).collect();
     for series in &route_series {
         assert!(series.contains(ROUTE), "a route series with other labels: {series}");
@@ -244,7 +249,8 @@ async fn the_status_api_shows_an_upload_in_flight_with_its_progress_then_finishe
     request.rate = Some(2 * MB);
     request.headers.push(("X-Request-Id".into(), "slow-upload-1".into()));
     let client = tokio::spawn(upload(dataplane.addr, request));
-    let status = |dp: &Harness| serde_json::from_str::<Value>(&holdfast_dataplane::status::render(&dp.dp).to_string()).unwrap();
+    let status =
+        |dp: &Harness| serde_json::from_str::<Value>(&holdfast_dataplane::status::render(&dp.dp).to_string()).unwrap();
     let mut seen = Vec::new();
     let started = Instant::now();
     while seen.len() < 2 && started.elapsed() < STEP {
@@ -271,10 +277,16 @@ async fn the_status_api_shows_an_upload_in_flight_with_its_progress_then_finishe
     assert!(now["inFlight"].as_array().unwrap().iter().all(|e| e["id"] != "slow-upload-1"), "{now}");
     let finished = &now["finished"][0];
     assert_eq!((finished["id"].as_str(), finished["status"].as_u64()), (Some("slow-upload-1"), Some(200)));
-    assert_eq!(finished["attempts"], json!([{"endpoint": upstream.addr.to_string(), "outcome": "200", "failure": null}]));
+    assert_eq!(
+        finished["attempts"],
+        json!([{"endpoint": upstream.addr.to_string(), "outcome": "200", "failure": null}])
+    );
     assert_eq!(finished["receivedBytes"].as_u64(), Some(len));
     let backend = &now["backends"][0];
-    assert_eq!((backend["name"].as_str(), backend["service"]["name"].as_str()), (Some("apps/photos:80"), Some("photos")));
+    assert_eq!(
+        (backend["name"].as_str(), backend["service"]["name"].as_str()),
+        (Some("apps/photos:80"), Some("photos"))
+    );
     assert_eq!(backend["endpoints"][0]["address"], upstream.addr.to_string());
     // The page itself is served, whole, on the admin listener.
     let page = http_get(dataplane.admin, "/status").await;
