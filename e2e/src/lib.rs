@@ -7,10 +7,16 @@
 //! ([`binaries`], [`process`]), and checks what the controller did through the dataplane ([`upload`]) and through
 //! the API, every wait bounded ([`poll`]). Everything it creates is removed by `Drop` guards, also when it fails.
 //!
+//! Without a cluster, tests run the same binaries on 127.0.0.1 with the controller's file source ([`stack`]); one of
+//! them reads the chart's Grafana dashboard ([`dashboard`]) and the binaries' scrapes ([`exposition`]) to check
+//! that every metric the dashboard queries exists.
+//!
 //! `anyhow` is used throughout: every function here is set-up or a check whose error ends the test with context.
 
 pub mod binaries;
 pub mod cluster;
+pub mod dashboard;
+pub mod exposition;
 pub mod netns;
 pub mod objects;
 pub mod poll;

@@ -1,4 +1,5 @@
-//! Uploads as a client sends them: one HTTP/1.1 POST per connection with a deterministic body, and what came back.
+//! Requests as a client sends them: one HTTP/1.1 POST (an upload with a deterministic body) or GET per connection,
+//! and what came back.
 //! `holdfast-hash-upstream` answers with the length and SHA-256 of what it received, so comparing that with the
 //! SHA-256 of what was sent proves the body went through the dataplane to the upstream intact.
 
@@ -48,21 +49,39 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// POSTs `body` to `http://{addr}{path}` with `Host: {host}`, on a new connection.
 pub async fn post(addr: SocketAddr, host: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
-    tokio::time::timeout(REQUEST_TIMEOUT, send(addr, host, path, body))
-        .await
-        .with_context(|| format!("POST http://{addr}{path}: no response within {REQUEST_TIMEOUT:?}"))?
+    request(hyper::Method::POST, addr, host, path, body).await
 }
 
-async fn send(addr: SocketAddr, host: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
+/// GETs `http://{addr}{path}` with `Host: {host}`, on a new connection: a request without a body.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<Reply> {
+    request(hyper::Method::GET, addr, host, path, Vec::new()).await
+}
+
+async fn request(
+    method: hyper::Method,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<Reply> {
+    let what = format!("{method} http://{addr}{path}");
+    tokio::time::timeout(REQUEST_TIMEOUT, send(method, addr, host, path, body))
+        .await
+        .with_context(|| format!("{what}: no response within {REQUEST_TIMEOUT:?}"))?
+}
+
+async fn send(method: hyper::Method, addr: SocketAddr, host: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
     let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     // The connection task ends with the request; its error, if any, also surfaces through `send_request`.
     tokio::spawn(connection);
-    let request = hyper::Request::post(path)
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-        .body(Full::new(Bytes::from(body)))?;
-    let response = sender.send_request(request).await.with_context(|| format!("POST http://{addr}{path}"))?;
+    let what = format!("{method} http://{addr}{path}");
+    let mut request = hyper::Request::builder().method(method).uri(path).header(hyper::header::HOST, host);
+    if !body.is_empty() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+    }
+    let request = request.body(Full::new(Bytes::from(body)))?;
+    let response = sender.send_request(request).await.with_context(|| what)?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.context("reading the response body")?.to_bytes();
     Ok(Reply { status, body })
