@@ -90,7 +90,13 @@ pub struct Args {
     #[arg(long, env = "HOLDFAST_ACCESS_LOG_QUERY")]
     pub access_log_query: bool,
     /// Metrics per route (`holdfast_route_*`, labelled with the route's Ingress and Service): `on` or `off`.
-    #[arg(long, env = "HOLDFAST_ROUTE_METRICS", default_value = "on", value_parser = parse_on_off)]
+    #[arg(
+        long,
+        env = "HOLDFAST_ROUTE_METRICS",
+        default_value = "on",
+        value_parser = parse_on_off,
+        action = clap::ArgAction::Set
+    )]
     pub route_metrics: bool,
 }
 
@@ -195,5 +201,21 @@ mod tests {
         assert_eq!(never.direct_body_min_bytes, 0);
         assert!(Args::try_parse_from(["holdfast-dataplane", "--balance-connections"]).unwrap().balance_connections);
         assert!(Args::try_parse_from(["holdfast-dataplane", "--spool-quota", "lots"]).is_err());
+    }
+
+    #[test]
+    fn access_log_and_route_metrics_flags_take_their_values() {
+        use crate::access_log::Destination;
+        let defaults = Args::try_parse_from(["holdfast-dataplane"]).unwrap();
+        assert_eq!((defaults.access_log.clone(), defaults.route_metrics), (Destination::Stderr, true));
+        assert!(!defaults.access_log_settings().with_query && !defaults.access_log_settings().json);
+        let parse = |args: &[&str]| Args::try_parse_from([&["holdfast-dataplane"], args].concat());
+        let off = parse(&["--access-log", "off", "--route-metrics", "off"]).unwrap();
+        assert_eq!((off.access_log, off.route_metrics), (Destination::Off, false));
+        let file = parse(&["--access-log", "/var/log/a.log", "--access-log-query", "--log-format", "json"]).unwrap();
+        assert_eq!(file.access_log, Destination::File("/var/log/a.log".into()));
+        assert!(file.access_log_settings().with_query && file.access_log_settings().json);
+        assert!(parse(&["--route-metrics", "maybe"]).is_err());
+        assert!(parse(&["--access-log", ""]).is_err());
     }
 }
