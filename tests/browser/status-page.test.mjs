@@ -2,7 +2,8 @@
 // upload through a Tee route, and the page in Debian's Chromium on the dataplane's --metrics listener. The page must
 // show the upload arriving, then waiting once both upstreams are gone (the one receiving it SIGKILLed), replaying
 // once one is back on its address, and finally finished with its two attempts. Traffic stays on 127.0.0.1.
-// Screenshots go to target/browser/ (scripts/browser-test --update-screenshot copies one to docs/status-page.png).
+// Screenshots go to target/browser/: status-page.png while it waits (scripts/browser-test --update-screenshot copies
+// it to docs/status-page.png, the README's picture), status-page-replaying.png while it is replayed.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -183,20 +184,20 @@ async function scenario(dp, upstreams) {
   }, { timeout: 15000, interval: 50 });
   assert.match(waiting.attempt, /no endpoint$/, 'an endpoint shown while the upload waits for one');
   mkdirSync(OUT, { recursive: true });
-  await tab.screenshot({ path: join(OUT, 'status-page-waiting.png'), fullPage: true });
+  await tab.screenshot({ path: join(OUT, 'status-page.png'), fullPage: true });
 
   // The upstream comes back on its address: the upload is replayed there, attempt 2.
-  const back = await upstream('upstream-a-again', receiving.address);
+  const back = await upstream('upstream-again', receiving.address);
   await waitFor(`the page showing it replaying, attempt #2 to ${back.address}`, async () => {
     const { state, attempt } = await shown();
     return state === 'replaying' && attempt === `#2 ${back.address}`;
   }, { timeout: 15000, interval: 50 });
-  await tab.screenshot({ path: join(OUT, 'status-page.png'), fullPage: true });
+  await tab.screenshot({ path: join(OUT, 'status-page-replaying.png'), fullPage: true });
 
   // The rest of the body as fast as it goes: the client gets its 200 with the hash of what it sent.
   slow.rate = Infinity;
   const response = await Promise.race([slow.done,
-    new Promise((_, reject) => setTimeout(() => reject(new Error('no response to the slow upload within 30 s')), 30000))]);
+    new Promise((_, reject) => setTimeout(() => reject(new Error('no response to the slow upload within 30 s')), 30000).unref())]);
   assert.equal(response.status, 200, response.body);
   const delivered = JSON.parse(response.body);
   assert.equal(delivered.sha256, await slow.sha256);

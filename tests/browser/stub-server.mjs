@@ -57,12 +57,12 @@ function answerApi(stub, res) {
 
 const photosRoute = { namespace: 'apps', ingress: 'photos', service: 'photos', port: '80', backend: 'apps/photos:80' };
 const videosRoute = { namespace: 'media', ingress: 'videos', service: 'videos', port: 'https', backend: 'media/videos:https' };
-const handWritten = { namespace: null, ingress: null, service: null, port: null, backend: 'uploads' };
 
 function request(fields) {
+  const route = 'route' in fields ? fields.route : photosRoute;
   return {
-    method: 'PUT', host: 'photos.test', path: '/upload', client: '10.0.0.7:51234', protocol: 'HTTP/1.1',
-    route: photosRoute, mode: 'Buffered', tunnel: false, ...fields,
+    method: 'PUT', host: 'photos.test', path: '/upload', client: '10.0.0.7:51234', protocol: 'HTTP/1.1', route,
+    backend: route ? route.backend : fields.backend, mode: 'Buffered', tunnel: false, ...fields,
   };
 }
 
@@ -78,7 +78,7 @@ function lifeOf(now, step) {
   if (step < 6) return phase('receiving', 0, null, 0);
   if (step < 7) return phase('spooled', 0, null, 0);
   if (step < 10) return phase('relaying', 1, '10.1.2.3:8080', 0.6 * at(7, 10));
-  if (step < 13) return phase('waiting', 1, null, 0);
+  if (step < 13) return phase('waiting', 1, '10.1.2.3:8080', 0); // the last endpoint tried: not shown
   if (step < 18) return phase('replaying', 2, '10.1.2.4:8080', at(13, 18));
   if (step < 19) return phase('answered', 2, '10.1.2.4:8080', 1);
   const { state, attempt, endpoint, ...done } = phase('answered', 2, null, 1);
@@ -100,7 +100,7 @@ function live(now, step) {
       declaredBytes: 2 * GiB, deliveredBytes: Math.round(1.2 * GiB + seconds * 0.5 * MiB - 96 * 1024), attempt: 1,
       endpoint: '10.1.7.21:8443', state: 'relaying' }),
     request({ id: '41d8e2a0b6c5f917', method: 'GET', host: 'chat.test', path: '/socket', client: '10.0.0.31:53870',
-      route: handWritten, mode: 'Tunnel', tunnel: true, startedAt: now - 1_250_000, receivedBytes: 18_432,
+      route: null, backend: 'uploads', mode: 'Tunnel', tunnel: true, startedAt: now - 1_250_000, receivedBytes: 18_432,
       declaredBytes: null, deliveredBytes: 53_204, attempt: 1, endpoint: '10.1.9.4:8080', state: 'tunnel' }),
   ];
   const finished = [

@@ -68,6 +68,8 @@ test('follows an upload through its states until it is finished with two attempt
   const first = await progress(`${row} [data-bar="received"]`);
   await waitFor('its received bar to grow', async () => (await progress(`${row} [data-bar="received"]`)) > first + 5);
   const seen = new Set();
+  await waitFor('the upload waiting', async () => seen.add(await state()).has('waiting'), { timeout: 15000, interval: 50 });
+  assert.match(await text(`${row} td.attempt`), /^#1\s+no endpoint$/);
   await waitFor('the upload replaying', async () => seen.add(await state()).has('replaying'), { timeout: 15000, interval: 50 });
   for (const expected of ['spooled', 'relaying', 'waiting']) assert.ok(seen.has(expected), `never saw ${expected}: ${[...seen]}`);
   assert.equal(await attr(`${row} [data-state]`, 'class'), 'badge');
