@@ -31,12 +31,13 @@ fn example_manifests_translate_into_a_route_to_the_local_upstream() {
     assert_eq!((t.snapshot.hosts[0].host.as_str(), route.path.as_str()), ("", "/"));
     assert_eq!(route.target.backend, "default/uploads:80");
     assert_eq!(route.target.policy.as_deref(), Some("default/large-uploads"));
-    // What the dataplane labels the route's metrics with: the Ingress, and the Service port as the Ingress names it.
+    // What the dataplane labels the route's metrics with: the Ingress, and the Service port (named `http` in the
+    // Ingress) by its number.
     let ingress = route.target.ingress.as_ref().map(|i| (i.namespace.as_str(), i.name.as_str()));
     assert_eq!(ingress, Some(("default", "uploads")));
     let service = t.snapshot.backends["default/uploads:80"].service.as_ref();
     let service = service.map(|s| (s.namespace.as_str(), s.name.as_str(), s.port.as_str()));
-    assert_eq!(service, Some(("default", "uploads", "http")));
+    assert_eq!(service, Some(("default", "uploads", "80")));
     let endpoint = &t.snapshot.backends["default/uploads:80"].endpoints[0];
     assert_eq!((endpoint.address.as_str(), endpoint.port, endpoint.ready), ("127.0.0.1", 3000, true));
     assert_eq!(t.snapshot.policies["default/large-uploads"].max_body_size_bytes, 1 << 30);

@@ -26,8 +26,9 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
         return Err((Reason::ServicePortNotFound, format!("backend service {service} names no port")));
     }
     let key = ObjectKey::new(namespace, service);
-    // The port as the Ingress writes it (a number or a name), also when the Service or its port is missing: the
-    // dataplane labels the route's metrics with it, and a missing backend's 503s are worth a label too.
+    // The port as the Ingress writes it (a number or a name) when the Service or its port is missing: the dataplane
+    // labels the route's metrics with it, and a missing backend's 503s are worth a label too. Once resolved, its
+    // number, so that one Service port has one label however Ingresses name it.
     let identity = ServicePort { namespace: namespace.to_string(), name: service.to_string(), port: port.to_string() };
     let empty = |name: String, reason, message| Resolution {
         name,
@@ -51,7 +52,11 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
     let endpoints = endpoints(index, &key, &service_port.name);
     Ok(Resolution {
         name: format!("{key}:{}", service_port.port),
-        backend: Backend { endpoints, service: Some(identity), ..Default::default() },
+        backend: Backend {
+            endpoints,
+            service: Some(ServicePort { port: service_port.port.to_string(), ..identity }),
+            ..Default::default()
+        },
         problem: None,
         port: service_port.port.to_string(),
         app_protocol: service_port.app_protocol.clone(),

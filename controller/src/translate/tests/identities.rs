@@ -1,5 +1,6 @@
 //! What the dataplane labels a route's metrics and access log lines with: the Ingress a route comes from, and the
-//! Service port behind its backend, as the Ingress names it.
+//! Service port behind its backend — by its number once resolved (however Ingresses name it), as the Ingress
+//! writes it when the Service or its port is missing.
 
 use super::*;
 use holdfast_snapshot::{ObjectRef, ServicePort};
@@ -13,7 +14,7 @@ fn service_port(namespace: &str, name: &str, port: &str) -> Option<ServicePort> 
 }
 
 #[test]
-fn routes_name_their_ingress_and_backends_the_service_port_as_the_ingress_writes_it() {
+fn routes_name_their_ingress_and_backends_the_number_of_their_service_port() {
     let mut index = base_index();
     add(&mut index, mk_service("shop", "api", &[("http", 80), ("admin", 9000)]));
     add(&mut index, mk_service_app("shop", "grpc", Some("kubernetes.io/h2c")));
@@ -36,7 +37,7 @@ fn routes_name_their_ingress_and_backends_the_service_port_as_the_ingress_writes
     }
     let backends = &t.snapshot.backends;
     assert_eq!(backends["shop/api:80"].service, service_port("shop", "api", "80"));
-    assert_eq!(backends["shop/api:9000"].service, service_port("shop", "api", "admin"));
+    assert_eq!(backends["shop/api:9000"].service, service_port("shop", "api", "9000"), "named, labelled by number");
     assert_eq!(backends["shop/grpc:80+h2"].service, service_port("shop", "grpc", "80"), "protocols keep it");
 
     let default = t.snapshot.default_backend.as_ref().unwrap();
@@ -57,13 +58,12 @@ fn a_backend_without_its_service_still_names_the_service_port_it_was_meant_for()
 }
 
 #[test]
-fn the_oldest_ingress_names_a_service_port_that_two_ingresses_write_differently() {
-    // One Service port is one backend, so one of the two spellings labels it: the oldest Ingress's, whichever
-    // order the index lists them in.
-    for (by_name_created, by_number_created, expected) in [
-        ("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z", "http"),
-        ("2024-06-01T00:00:00Z", "2024-01-01T00:00:00Z", "80"),
-    ] {
+fn a_service_port_two_ingresses_write_differently_has_one_label_its_number() {
+    // One Service port is one backend and one label, whether an Ingress names the port or gives its number, and
+    // whichever Ingress is older.
+    for (by_name_created, by_number_created) in
+        [("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"), ("2024-06-01T00:00:00Z", "2024-01-01T00:00:00Z")]
+    {
         let mut index = base_index();
         let by_name = json!({"rules": [rule("a.test", "/", "Prefix", "web", json!("http"))]});
         let by_number = json!({"rules": [rule("b.test", "/", "Prefix", "web", json!(80))]});
@@ -71,7 +71,7 @@ fn the_oldest_ingress_names_a_service_port_that_two_ingresses_write_differently(
         add(&mut index, mk_ingress_meta("default", "by-number", created(by_number_created), by_number));
         let t = run(&index);
         assert_eq!(t.snapshot.backends.len(), 1);
-        assert_eq!(t.snapshot.backends["default/web:80"].service, service_port("default", "web", expected));
+        assert_eq!(t.snapshot.backends["default/web:80"].service, service_port("default", "web", "80"));
         let ingress_of =
             |host: &str| t.snapshot.hosts.iter().find(|h| h.host == host).unwrap().paths[0].target.ingress.clone();
         assert_eq!(ingress_of("a.test"), ingress_ref("default", "by-name"));
