@@ -277,10 +277,8 @@ async fn the_status_api_shows_an_upload_in_flight_with_its_progress_then_finishe
     assert!(now["inFlight"].as_array().unwrap().iter().all(|e| e["id"] != "slow-upload-1"), "{now}");
     let finished = &now["finished"][0];
     assert_eq!((finished["id"].as_str(), finished["status"].as_u64()), (Some("slow-upload-1"), Some(200)));
-    assert_eq!(
-        finished["attempts"],
-        json!([{"endpoint": upstream.addr.to_string(), "outcome": "200", "failure": null}])
-    );
+    let attempts = json!([{"endpoint": upstream.addr.to_string(), "outcome": "200", "failure": null, "count": 1}]);
+    assert_eq!(finished["attempts"], attempts);
     assert_eq!(finished["receivedBytes"].as_u64(), Some(len));
     let backend = &now["backends"][0];
     assert_eq!(
@@ -291,4 +289,42 @@ async fn the_status_api_shows_an_upload_in_flight_with_its_progress_then_finishe
     // The page itself is served, whole, on the admin listener.
     let page = http_get(dataplane.admin, "/status").await;
     assert!(page.contains("/status/api") || page.contains("status/api"), "the page reads the API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_an_endpoint_shows_none_and_its_refusals_as_one_counted_record() {
+    // An address where nothing listens: bound, never listening, so every connect is refused.
+    let placeholder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    placeholder.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    let refusing = placeholder.local_addr().unwrap().as_socket().unwrap();
+    let snapshot = named_snapshot(&[refusing], json!({"replay": {"upstreamWaitTimeoutMs": 1500}}));
+    let off = AccessLogSettings { destination: AccessLogDestination::Off, ..Default::default() };
+    let dataplane = Harness::start_with_access_log(Some(&snapshot), off).await;
+    let mut request = Upload::new("/photos/upload", 1000);
+    request.headers.push(("X-Request-Id".into(), "waiting-1".into()));
+    let client = tokio::spawn(upload(dataplane.addr, request));
+    let status =
+        |dp: &Harness| serde_json::from_str::<Value>(&holdfast_dataplane::status::render(&dp.dp).to_string()).unwrap();
+    let started = Instant::now();
+    let waiting = loop {
+        let now = status(&dataplane);
+        let entry = now["inFlight"].as_array().unwrap().iter().find(|e| e["id"] == "waiting-1").cloned();
+        if let Some(entry) = entry.filter(|e| e["state"] == "waiting") {
+            break entry;
+        }
+        assert!(started.elapsed() < STEP, "never seen waiting: {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(waiting["endpoint"], Value::Null, "no attempt runs while it waits: {waiting}");
+    let result = tokio::time::timeout(STEP, client).await.unwrap().unwrap().unwrap();
+    assert_eq!(result.status, 503, "{}", result.text());
+    let finished = &status(&dataplane)["finished"][0];
+    let attempts = finished["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "consecutive refusals at one endpoint are one record: {finished}");
+    assert_eq!(
+        (attempts[0]["failure"].as_str(), attempts[0]["endpoint"].as_str()),
+        (Some("connect_refused"), Some(&*refusing.to_string()))
+    );
+    assert!(attempts[0]["count"].as_u64().unwrap() > 1, "{finished}");
+    assert!(finished["error"].as_str().is_some_and(|e| e.contains("no endpoint")), "{finished}");
 }

@@ -22,7 +22,9 @@ use std::time::{Duration, SystemTime};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Written out past this much, below the 4 KiB a pipe writes whole (stderr is usually one), so that lines from
 /// several threads never interleave.
-const FLUSH_AT: usize = 4000;
+const FLUSH_AT_PIPE: usize = 4000;
+/// For a file, opened to append: each write lands whole at the end, whatever its size.
+const FLUSH_AT_FILE: usize = 64 * 1024;
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,13 @@ enum Sink {
 }
 
 impl Sink {
+    fn flush_at(&self) -> usize {
+        match self {
+            Sink::Stderr => FLUSH_AT_PIPE,
+            Sink::File(_) => FLUSH_AT_FILE,
+        }
+    }
+
     fn write(&self, bytes: &[u8]) {
         // A full disk or a closed stderr costs the log line, never the request.
         let _ = match self {
@@ -98,17 +107,13 @@ impl AccessLog {
     /// Logs a finished request.
     pub fn write(&self, exchange: &Exchange, status: u16, duration: Duration, tunnel: Option<Duration>) {
         let Some(sink) = &self.sink else { return };
-        let (attempts, first_byte, waited) = exchange.attempts();
-        let entry = line::Entry {
-            exchange,
-            status,
-            duration,
-            tunnel,
-            attempts: &attempts,
-            first_byte,
-            waited,
-            with_query: self.with_query,
-        };
+        exchange.with_attempts(|attempts| {
+            let entry = line::Entry { exchange, status, duration, tunnel, attempts, with_query: self.with_query };
+            self.append(sink, &entry);
+        });
+    }
+
+    fn append(&self, sink: &Arc<Sink>, entry: &line::Entry<'_>) {
         let now = SystemTime::now();
         PENDING.with(|pending| {
             let mut pending = pending.borrow_mut();
@@ -118,15 +123,16 @@ impl AccessLog {
                     other.write(&buffer);
                 }
             }
-            let (_, buffer) = pending.get_or_insert_with(|| (sink.clone(), Vec::with_capacity(FLUSH_AT + 1024)));
+            let (_, buffer) = pending.get_or_insert_with(|| (sink.clone(), Vec::with_capacity(sink.flush_at() + 1024)));
             let before = buffer.len();
             match self.json {
-                true => line::json(&entry, now, buffer),
-                false => line::text(&entry, now, buffer),
+                true => line::json(entry, now, buffer),
+                false => line::text(entry, now, buffer),
             }
-            if buffer.len() >= FLUSH_AT || !FLUSHED.get() {
+            let flush_at = sink.flush_at();
+            if buffer.len() >= flush_at || !FLUSHED.get() {
                 // Whole lines only: the buffer up to this line, then this line.
-                if before > 0 && buffer.len() > FLUSH_AT {
+                if before > 0 && buffer.len() > flush_at {
                     sink.write(&buffer[..before]);
                     sink.write(&buffer[before..]);
                 } else {

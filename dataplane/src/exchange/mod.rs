@@ -10,7 +10,7 @@
 mod attempts;
 mod progress;
 
-pub use attempts::{AttemptOutcome, AttemptRecord};
+pub use attempts::{AttemptOutcome, AttemptRecord, MAX_RECORDS};
 pub use progress::{Progress, State};
 
 use crate::metrics::route::RouteMetrics;
@@ -54,10 +54,59 @@ pub struct Head {
     pub id: HeaderValue,
     pub method: Method,
     pub uri: Uri,
-    /// The host routing used (HTTP/2's `:authority` or `Host`), without the port.
-    pub host: Box<str>,
+    /// The `Host` field, when the URI has no authority (HTTP/1.1): shared, not copied.
+    pub host_field: Option<HeaderValue>,
     pub client: SocketAddr,
     pub version: Version,
+}
+
+impl Head {
+    /// The host routing used (HTTP/2's `:authority` or `Host`), without the port.
+    pub fn host(&self) -> &str {
+        let authority = match self.uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => self.host_field.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+        };
+        crate::route::host_of(authority)
+    }
+}
+
+/// The attempts of a request, read in place.
+pub struct AttemptsView<'a> {
+    attempts: &'a Attempts,
+    started: Instant,
+}
+
+impl AttemptsView<'_> {
+    pub fn records(&self) -> impl Iterator<Item = &AttemptRecord> {
+        self.attempts.records()
+    }
+
+    /// Attempts past the records' bound.
+    pub fn omitted(&self) -> u32 {
+        self.attempts.omitted
+    }
+
+    /// From the request's head to the first upstream response head.
+    pub fn first_byte(&self) -> Option<Duration> {
+        self.attempts.first_byte.map(|at| at.duration_since(self.started))
+    }
+
+    /// Time spent waiting for an endpoint.
+    pub fn waited(&self) -> Duration {
+        self.attempts.waited
+    }
+}
+
+/// What [`Exchange::attempts`] returns.
+pub struct AttemptsSoFar {
+    pub list: Vec<AttemptRecord>,
+    /// Attempts not in `list`, past its bound.
+    pub omitted: u32,
+    /// From the request's head to the first upstream response head.
+    pub first_byte: Option<Duration>,
+    /// Time spent waiting for an endpoint.
+    pub waited: Duration,
 }
 
 /// One request's record.
@@ -68,7 +117,6 @@ pub struct Exchange {
     /// The route's backend, by name (logs, the status page).
     pub backend: Option<Arc<str>>,
     pub started: Instant,
-    pub started_wall: SystemTime,
     /// Set for requests with a body and for tunnels: what the status page shows while they run.
     progress: OnceLock<Arc<Progress>>,
     attempts: Mutex<Attempts>,
@@ -94,7 +142,6 @@ impl Exchange {
             route,
             backend,
             started: Instant::now(),
-            started_wall: SystemTime::now(),
             progress: OnceLock::new(),
             attempts: Mutex::default(),
             status: AtomicU16::new(0),
@@ -159,8 +206,13 @@ impl Exchange {
     /// The request is waiting for an endpoint now.
     pub fn waiting(&self) {
         if let Some(progress) = self.progress.get() {
-            progress.set_state(State::Waiting);
+            progress.waiting();
         }
+    }
+
+    /// When the request started, by the wall clock (read now: requests do not pay for a second clock read).
+    pub fn started_wall(&self) -> SystemTime {
+        SystemTime::now() - self.started.elapsed()
     }
 
     pub fn spooled(&self, bytes: u64) {
@@ -213,10 +265,20 @@ impl Exchange {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The attempts so far, and the time to the first upstream byte and the wait.
-    pub fn attempts(&self) -> (Vec<AttemptRecord>, Option<Duration>, Duration) {
+    /// The attempts so far, the time to the first upstream byte and the wait (a copy, for the status page).
+    pub fn attempts(&self) -> AttemptsSoFar {
+        self.with_attempts(|view| AttemptsSoFar {
+            list: view.records().copied().collect(),
+            omitted: view.omitted(),
+            first_byte: view.first_byte(),
+            waited: view.waited(),
+        })
+    }
+
+    /// Reads the attempts in place (the access log: no copy per request).
+    pub fn with_attempts<R>(&self, read: impl FnOnce(&AttemptsView<'_>) -> R) -> R {
         let attempts = self.lock_attempts();
-        (attempts.list.to_vec(), attempts.first_byte.map(|at| at.duration_since(self.started)), attempts.waited)
+        read(&AttemptsView { attempts: &attempts, started: self.started })
     }
 
     /// Ends the request once: its log line, its route's metrics, its entry on the status page. `tunnel_lifetime`

@@ -110,6 +110,12 @@ impl Progress {
         self.set_state(if n > 1 { State::Replaying } else { State::Relaying });
     }
 
+    /// No attempt runs: the request waits for an endpoint.
+    pub fn waiting(&self) {
+        *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_state(State::Waiting);
+    }
+
     pub fn attempt(&self) -> u32 {
         self.attempt.load(Ordering::Relaxed)
     }

@@ -51,7 +51,10 @@ pub async fn handle(
         id: request_id.clone(),
         method: request.method().clone(),
         uri: request.uri().clone(),
-        host: host.into(),
+        host_field: match request.uri().authority() {
+            Some(_) => None,
+            None => request.headers().get(header::HOST).cloned(),
+        },
         client: client.addr,
         version,
     };

@@ -37,7 +37,7 @@ fn request(e: &Exchange) -> serde_json::Map<String, Value> {
     let value = json!({
         "id": String::from_utf8_lossy(e.head.id.as_bytes()),
         "method": e.head.method.as_str(),
-        "host": &*e.head.host,
+        "host": e.head.host(),
         "path": e.head.uri.path(),
         "client": e.head.client.to_string(),
         "protocol": format!("{:?}", e.head.version),
@@ -45,7 +45,7 @@ fn request(e: &Exchange) -> serde_json::Map<String, Value> {
         "backend": e.backend.as_deref(),
         "mode": progress.map_or("None", |p| p.mode.as_str()),
         "tunnel": e.is_tunnel(),
-        "startedAt": epoch_ms(e.started_wall),
+        "startedAt": epoch_ms(e.started_wall()),
         "receivedBytes": progress.map_or(0, |p| p.received()),
         "declaredBytes": progress.and_then(|p| p.declared),
         "deliveredBytes": progress.map_or(0, |p| p.delivered()),
@@ -80,7 +80,7 @@ fn attempt(a: &AttemptRecord) -> Value {
         AttemptOutcome::Answered(status) => (status.to_string(), None),
         AttemptOutcome::Failed(kind) => (kind.describe().to_string(), Some(kind.as_str())),
     };
-    json!({"endpoint": a.endpoint.to_string(), "outcome": outcome, "failure": failure})
+    json!({"endpoint": a.endpoint.to_string(), "outcome": outcome, "failure": failure, "count": a.count})
 }
 
 fn backends(dp: &Dataplane, active: &crate::state::Active) -> Value {

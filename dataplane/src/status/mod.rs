@@ -53,12 +53,11 @@ impl Board {
 
     /// It ended with `status`.
     pub fn finished(&self, exchange: &Arc<Exchange>, status: u16) {
-        let (attempts, _, _) = exchange.attempts();
         let finished = Finished {
             exchange: exchange.clone(),
             finished_at: SystemTime::now(),
             status,
-            attempts,
+            attempts: exchange.attempts().list,
             error: exchange.error(),
         };
         let mut inner = self.lock();
