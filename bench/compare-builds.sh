@@ -6,6 +6,7 @@
 #
 #   bash bench/compare-builds.sh OLD_BIN_DIR NEW_BIN_DIR      # each with holdfast-dataplane (dist builds)
 #   ROUNDS=10 UPLOAD_MIB=1024 GET_SECONDS=5 bash bench/compare-builds.sh …
+#   NEW_ARGS="--access-log off" bash bench/compare-builds.sh …   # flags for one build only (OLD_ARGS likewise)
 #
 # The hash upstream comes from NEW_BIN_DIR. Traffic goes to 127.0.0.1 only; every process it starts is stopped by
 # pid on exit and its temp dir is removed; each upload and each wrk run is bounded by `timeout`.
@@ -13,6 +14,9 @@ set -euo pipefail
 OLD=${1:?usage: compare-builds.sh OLD_BIN_DIR NEW_BIN_DIR}
 NEW=${2:?usage: compare-builds.sh OLD_BIN_DIR NEW_BIN_DIR}
 ROUNDS=${ROUNDS:-8} UPLOAD_MIB=${UPLOAD_MIB:-1024} GET_SECONDS=${GET_SECONDS:-5}
+# Flags for one build only (one may not know the other's), e.g. NEW_ARGS="--access-log off".
+read -r -a OLD_ARGS <<<"${OLD_ARGS:-}"
+read -r -a NEW_ARGS <<<"${NEW_ARGS:-}"
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for tool in curl wrk python3 sha256sum; do command -v $tool >/dev/null || { log "missing $tool"; exit 1; }; done
 
@@ -43,7 +47,7 @@ PIDS+=($!)
 for _ in $(seq 50); do grep -q '^listening ' "$TMP/upstream.out" && break; sleep 0.1; done
 UP=$(awk '/^listening /{print $2; exit}' "$TMP/upstream.out")
 declare -A URL PID
-start() { # name bin_dir
+start() { # name bin_dir [extra flags]
   local port admin
   port=$(free_port) admin=$(free_port)
   mkdir -p "$TMP/spool.$1"
@@ -56,7 +60,7 @@ start() { # name bin_dir
 EOF
   RUST_LOG=warn "$2/holdfast-dataplane" --listen "127.0.0.1:$port" --listen-tls 127.0.0.1:0 --admin "127.0.0.1:$admin" \
     --spool-dir "$TMP/spool.$1" --max-requests-per-connection 1000000 --config-file "$TMP/snapshot.json" \
-    >"$TMP/$1.log" 2>&1 &
+    "${@:3}" >"$TMP/$1.log" 2>&1 &
   PID[$1]=$!
   PIDS+=($!)
   URL[$1]="http://127.0.0.1:$port"
@@ -64,8 +68,8 @@ EOF
   log "$1 did not start: $(tail -3 "$TMP/$1.log")"
   exit 1
 }
-start old "$OLD"
-start new "$NEW"
+start old "$OLD" "${OLD_ARGS[@]}"
+start new "$NEW" "${NEW_ARGS[@]}"
 URL[direct]="http://$UP"
 
 head -c $((UPLOAD_MIB << 20)) /dev/urandom >"$TMP/body"

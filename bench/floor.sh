@@ -54,7 +54,7 @@ done
 PORT[holdfast-tee]=$(free_port)
 ADMIN=$(free_port)
 RUST_LOG=warn "$BIN/holdfast-dataplane" --listen "127.0.0.1:${PORT[holdfast-tee]}" --listen-tls 127.0.0.1:0 \
-  --admin "127.0.0.1:$ADMIN" --spool-dir "$TMP/spool" >"$TMP/dataplane.log" 2>&1 &
+  --admin "127.0.0.1:$ADMIN" --spool-dir "$TMP/spool" --access-log off >"$TMP/dataplane.log" 2>&1 &
 PID[holdfast-tee]=$!
 PIDS+=($!)
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

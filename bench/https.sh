@@ -97,7 +97,7 @@ cat >"$TMP/snapshot.json" <<SNAP
 SNAP
 RUST_LOG=warn "$BIN/holdfast-dataplane" --listen "127.0.0.1:$HF_PLAIN" --listen-tls "127.0.0.1:$HF_TLS" \
   --admin "127.0.0.1:$HF_ADMIN" --spool-dir "$TMP/spool" --config-file "$TMP/snapshot.json" \
-  --max-requests-per-connection 1000000 \
+  --max-requests-per-connection 1000000 --access-log off \
   --default-cert "$TMP/cert.pem" --default-key "$TMP/key.pem" >"$TMP/dataplane.log" 2>&1 &
 PIDS+=($!)
 wait_ok "https://127.0.0.1:$HF_TLS/" || die "dataplane did not come up: $(tail -3 "$TMP/dataplane.log")"

@@ -16,7 +16,7 @@
 # watchdog bounds the run after the build. Env knobs: BENCH_TARGETS (default "nginx holdfast"; direct always runs),
 # BENCH_QUICK, BENCH_SKIP_BUILD, BENCH_BIN_DIR (binaries; default $CARGO_TARGET_DIR/dist), BENCH_DEADLINE (s),
 # BENCH_ROUNDS, BENCH_SECONDS (per h2load round), BENCH_IDLE_CONNS, BENCH_KEEP_TMP, BENCH_RUST_LOG (the
-# dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off), HOLDFAST_PGO=off (build-dist).
+# dataplane's RUST_LOG; default warn; with --access-log off, the counterpart of nginx access_log off), HOLDFAST_PGO=off (build-dist).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -275,7 +275,7 @@ EOF
   log "starting holdfast-dataplane"
   RUST_LOG=${BENCH_RUST_LOG:-warn} "$BIN/holdfast-dataplane" --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" \
     --listen-tls 127.0.0.1:0 --max-requests-per-connection 1000000 --spool-dir "$TMP/spool" \
-    --config-file "$TMP/snapshot.json" >"$TMP/dataplane.log" 2>&1 &
+    --config-file "$TMP/snapshot.json" --access-log off >"$TMP/dataplane.log" 2>&1 &
   HF_PID=$!
   PIDS+=("$HF_PID")
   GRPC_URL[holdfast]="http://127.0.0.1:$port" WS_URL[holdfast]="ws://127.0.0.1:$port/"

@@ -9,7 +9,8 @@
 # upstream (median of 9); RSS with 1,000 concurrent slow uploads (bench/slow_uploads.py). Traffic goes to 127.0.0.1
 # only. Every process it starts is stopped by pid on exit and its temp dir is removed. Env knobs: BENCH_QUICK,
 # BENCH_SLOW_CONNS, BENCH_SKIP_BUILD, BENCH_DEADLINE (s), BENCH_KEEP_TMP, CARGO_TARGET_DIR, BENCH_RUST_LOG (the
-# dataplane's RUST_LOG; default warn, the counterpart of nginx access_log off), HOLDFAST_PGO=off (scripts/build-dist
+# dataplane's RUST_LOG; default warn; the dataplane runs with --access-log off, the counterpart of nginx access_log off;
+# bench/access-log.sh measures both with their access logs on), HOLDFAST_PGO=off (scripts/build-dist
 # without its training run).
 set -euo pipefail
 
@@ -267,7 +268,7 @@ EOF
 log "starting holdfast-dataplane"
 RUST_LOG=${BENCH_RUST_LOG:-warn} "$BIN/holdfast-dataplane" --listen "127.0.0.1:$HF_PORT" \
   --admin "127.0.0.1:$HF_ADMIN" --listen-tls 127.0.0.1:0 --max-requests-per-connection 1000000 \
-  --spool-dir "$TMP/spool" >"$TMP/dataplane.log" 2>&1 &
+  --spool-dir "$TMP/spool" --access-log off >"$TMP/dataplane.log" 2>&1 &
 HF_PID=$!
 PIDS+=("$HF_PID")
 if ! wait_http_ok "http://127.0.0.1:$HF_ADMIN/healthz" 20; then
