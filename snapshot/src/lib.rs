@@ -9,10 +9,15 @@
 //! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
 
 mod policy;
+mod resumable;
 mod upstream;
 mod validate;
 
 pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
+pub use resumable::{
+    DeliveryMethod, Resumable, ResumableProtocol, DEFAULT_ANSWER_WAIT_MS, DEFAULT_EXPIRES_AFTER_MS,
+    DEFAULT_OUTCOME_RETENTION_MS,
+};
 pub use upstream::{UpstreamProtocol, UpstreamTls};
 pub use validate::{valid_host, SnapshotError, MAX_MEMORY_BUFFER};
 

@@ -37,6 +37,9 @@ pub struct Policy {
     pub error_pages: BTreeMap<u16, ErrorPage>,
     /// `Retry-After` seconds on the 503s Holdfast answers itself; 0 leaves the header out.
     pub retry_after_seconds: u32,
+    /// Resumable uploads (tus) terminated by the dataplane on this route; `None`: requests are only proxied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumable: Option<crate::Resumable>,
 }
 
 /// A client that half-closes (`shutdown(SHUT_WR)`) after sending a complete request.
@@ -130,6 +133,7 @@ impl Default for Policy {
             client_abort: ClientAbort::Cancel,
             error_pages: BTreeMap::new(),
             retry_after_seconds: 5,
+            resumable: None,
         }
     }
 }

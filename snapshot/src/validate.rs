@@ -180,8 +180,67 @@ fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
             return bad(field, "must be greater than 0");
         }
     }
+    if let Some(resumable) = &policy.resumable {
+        validate_resumable(resumable).or_else(|(field, reason)| bad(field, reason))?;
+    }
     Ok(())
 }
+
+fn validate_resumable(r: &crate::Resumable) -> Result<(), (&'static str, &'static str)> {
+    for (field, value) in [
+        ("resumable.expiresAfterMs", r.expires_after_ms),
+        ("resumable.outcomeRetentionMs", r.outcome_retention_ms),
+        ("resumable.answerWaitMs", r.answer_wait_ms),
+    ] {
+        if value == 0 {
+            return Err((field, "must be greater than 0"));
+        }
+    }
+    for (key, header) in &r.metadata_headers {
+        // tus: keys are non-empty and contain neither spaces nor commas.
+        if key.is_empty() || key.bytes().any(|b| b == b' ' || b == b',' || !b.is_ascii_graphic()) {
+            return Err(("resumable.metadataHeaders", "keys must be tus metadata keys (no spaces or commas)"));
+        }
+        if !is_token(header) {
+            return Err(("resumable.metadataHeaders", "values must be valid header names"));
+        }
+        if RESERVED_DELIVERY_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(header)) {
+            return Err(("resumable.metadataHeaders", "may not name a field Holdfast sets on the delivery itself"));
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 9110 token: what a field name is made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Fields of a delivery that Holdfast writes itself, or that would change its framing: metadata may not set them.
+const RESERVED_DELIVERY_FIELDS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "content-type",
+    "content-disposition",
+    "content-encoding",
+    "host",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "x-request-id",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
 
 fn http_header_value_invalid(value: &str) -> bool {
     value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f)
@@ -289,6 +348,30 @@ mod tests {
         assert!(s.check_newer_than(Some(1)).is_ok());
         assert!(s.check_newer_than(Some(2)).is_err());
         assert!(s.check_newer_than(Some(3)).is_err());
+    }
+
+    #[test]
+    fn resumable_policies_have_defaults_and_bounds() {
+        let with =
+            |resumable: &str| parse(&format!(r#"{{"version": 1, "policies": {{"p": {{"resumable": {resumable}}}}}}}"#));
+        let s = with("{}").unwrap();
+        let r = s.policies["p"].resumable.as_ref().unwrap();
+        assert_eq!((r.protocol, r.delivery_method), (crate::ResumableProtocol::Tus, crate::DeliveryMethod::Post));
+        assert_eq!(r.expires_after_ms, crate::DEFAULT_EXPIRES_AFTER_MS);
+        assert_eq!(parse(&serde_json::to_string(&s).unwrap()).unwrap(), s);
+        let s = with(r#"{"deliveryMethod": "PUT", "metadataHeaders": {"title": "X-Upload-Title"}}"#).unwrap();
+        assert_eq!(s.policies["p"].resumable.as_ref().unwrap().delivery_method, crate::DeliveryMethod::Put);
+        for (bad, says) in [
+            (r#"{"answerWaitMs": 0}"#, "resumable.answerWaitMs"),
+            (r#"{"metadataHeaders": {"a b": "X-A"}}"#, "keys must be tus metadata keys"),
+            (r#"{"metadataHeaders": {"a": "X A"}}"#, "valid header names"),
+            (r#"{"metadataHeaders": {"a": "Content-Length"}}"#, "sets on the delivery itself"),
+            (r#"{"metadataHeaders": {"a": "authorization"}}"#, "sets on the delivery itself"),
+        ] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        assert!(with(r#"{"protocol": "Ietf"}"#).is_err());
     }
 
     #[test]
