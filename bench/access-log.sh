@@ -2,7 +2,8 @@
 # What seeing costs: small GETs through Holdfast's dataplane with its access log on (to a file) and metrics per
 # route, against the same dataplane with both off, and against Debian's nginx with its default access log on (the
 # `combined` format, to a file), interleaved round by round against one hash upstream. Prints requests/s per
-# round, the medians, the ratios and PASS/FAIL for issue 20's targets:
+# round and the proxy's CPU per request, the medians, the ratios and PASS/FAIL for issue 20's targets (on the median
+# of the ratios of neighbouring runs):
 #   Holdfast with both on >= 0.95 x Holdfast with both off;   Holdfast with both on >= 0.9 x nginx logging.
 #
 #   bash bench/access-log.sh                  # ~3 minutes after the build (scripts/build-dist, PGO)
@@ -54,7 +55,7 @@ for _ in $(seq 50); do grep -q '^listening ' "$TMP/upstream.out" && break; sleep
 UP_PORT=$(awk '/^listening /{n=split($2,a,":"); print a[n]; exit}' "$TMP/upstream.out")
 [[ -n $UP_PORT ]] || die "the upstream did not start"
 
-declare -A URL
+declare -A URL PID
 # The snapshot names its Ingress and Service, as the controller's do, so that the route has its labelled series.
 cat >"$TMP/snapshot.json" <<EOF
 {"version":1,"hosts":[{"host":"","paths":[{"path":"/","pathType":"Prefix","backend":"apps/app:80",
@@ -70,6 +71,7 @@ start_holdfast() { # name extra-args...
     --admin "127.0.0.1:$admin" --spool-dir "$TMP/spool.$name" --max-requests-per-connection 1000000 \
     --config-file "$TMP/snapshot.json" "$@" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
+  PID[$name]=$!
   URL[$name]="http://127.0.0.1:$port/"
   wait_ok "${URL[$name]}" || die "holdfast ($name) did not start: $(tail -3 "$TMP/$name.log")"
 }
@@ -100,22 +102,50 @@ http {
 EOF
 nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -g 'daemon off;' >/dev/null 2>&1 &
 PIDS+=($!)
+PID[nginx]=$!
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
 wait_ok "${URL[nginx]}" || die "nginx did not start: $(tail -3 "$TMP/nginx/error.log")"
 
 TARGETS=(off on nginx)
-declare -A RPS
+CLK_TCK=$(getconf CLK_TCK)
+pids_of() { # the target's processes: the dataplane, or nginx's master and its workers
+  if [[ $1 == nginx ]]; then echo "${PID[nginx]}" $(ps -o pid= --ppid "${PID[nginx]}"); else echo "${PID[$1]}"; fi
+}
+cpu_ticks() { # utime + stime of the target's processes, in clock ticks
+  local pid ticks=0
+  for pid in $(pids_of "$1"); do
+    [[ -r /proc/$pid/stat ]] && ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$ticks"
+}
+declare -A RPS US RATIO
 for t in "${TARGETS[@]}"; do timeout 30 wrk -t2 -c64 -d2s "${URL[$t]}" >/dev/null; done
 for round in $(seq "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
-    rps=$(timeout $((SECS + 30)) wrk -t2 -c64 "-d${SECS}s" "${URL[$t]}" | awk '/^Requests\/sec/ {print $2}')
-    RPS[$t]+="${rps:-0} "
-    log "round $round $t: ${rps:-?} req/s"
+  declare -A this=()
+  # Each round starts with the next target, so that none always runs right after another.
+  k=$((round % ${#TARGETS[@]}))
+  for t in "${TARGETS[@]:k}" "${TARGETS[@]:0:k}"; do
+    c0=$(cpu_ticks "$t")
+    out=$(timeout $((SECS + 30)) wrk -t2 -c64 "-d${SECS}s" "${URL[$t]}")
+    c1=$(cpu_ticks "$t")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    # The proxy's own CPU per request (user + system, µs): steadier than requests/s on a shared machine, because
+    # time the machine gives to other guests or to wrk is not in it.
+    us=$(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", n ? c / hz * 1e6 / n : 0}')
+    this[$t]=${rps:-0}
+    RPS[$t]+="${rps:-0} " US[$t]+="$us "
+    log "round $round $t: ${rps:-?} req/s, ${us} µs CPU per request"
   done
+  # Ratios of neighbouring runs, so that a slow minute of the machine weighs on both sides of a ratio.
+  RATIO[on_off]+="$(awk -v a="${this[on]}" -v b="${this[off]}" 'BEGIN {printf "%.4f", b ? a / b : 0}') "
+  RATIO[on_nginx]+="$(awk -v a="${this[on]}" -v b="${this[nginx]}" 'BEGIN {printf "%.4f", b ? a / b : 0}') "
 done
 # shellcheck disable=SC2086 # word splitting of the recorded figures is intended
 {
   off=$(median ${RPS[off]}) on=$(median ${RPS[on]}) ngx=$(median ${RPS[nginx]})
+  us_off=$(median ${US[off]}) us_on=$(median ${US[on]}) us_ngx=$(median ${US[nginx]})
+  r_on_off=$(median ${RATIO[on_off]}) r_on_ngx=$(median ${RATIO[on_nginx]})
 }
 lines_hf=$(wc -l <"$TMP/holdfast-access.log") lines_ngx=$(wc -l <"$TMP/nginx/access.log")
 ratio() { awk "BEGIN {printf \"%.3f\", $1 / $2}"; }
@@ -123,10 +153,18 @@ verdict() { awk "BEGIN {exit !($1)}" && echo PASS || echo FAIL; }
 echo
 echo "== small GETs: what the access log and the route metrics cost ($(date -u +'%Y-%m-%d %H:%M') UTC) =="
 echo "wrk -t2 -c64 -d${SECS}s x $ROUNDS rounds, interleaved; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-52s %12s\n' "Holdfast, access log off, route metrics off (req/s)" "$off"
-printf '%-52s %12s\n' "Holdfast, access log to a file, route metrics on" "$on"
-printf '%-52s %12s\n' "nginx, default access log (combined) to a file" "$ngx"
-printf '%-52s %12s  %s\n' "on / off   (target >= 0.95)" "$(ratio "$on" "$off")" "$(verdict "$on >= 0.95 * $off")"
-printf '%-52s %12s  %s\n' "on / nginx (target >= 0.9)" "$(ratio "$on" "$ngx")" "$(verdict "$on >= 0.9 * $ngx")"
+printf '%-58s %12s %12s\n' "medians" "req/s" "µs CPU/req"
+printf '%-58s %12s %12s\n' "Holdfast, access log off, route metrics off" "$off" "$us_off"
+printf '%-58s %12s %12s\n' "Holdfast, access log to a file, route metrics on" "$on" "$us_on"
+printf '%-58s %12s %12s\n' "nginx, default access log (combined) to a file" "$ngx" "$us_ngx"
+printf '%-58s %12s  %s\n' "on / off, median of per-round ratios (target >= 0.95)" "$r_on_off" "$(verdict "$r_on_off >= 0.95")"
+printf '%-58s %12s  %s\n' "on / nginx, median of per-round ratios (target >= 0.9)" "$r_on_ngx" "$(verdict "$r_on_ngx >= 0.9")"
+printf '%-58s %12s\n' "on / off, ratio of medians" "$(ratio "$on" "$off")"
+printf '%-58s %12s\n' "on / nginx, ratio of medians" "$(ratio "$on" "$ngx")"
+printf '%-58s %12s\n' "CPU per request, on / off (lower is cheaper)" "$(ratio "$us_on" "$us_off")"
+printf '%-58s %12s\n' "CPU per request, on / nginx" "$(ratio "$us_on" "$us_ngx")"
 echo "lines written: Holdfast $lines_hf, nginx $lines_ngx"
 for t in "${TARGETS[@]}"; do echo "  $t per round: ${RPS[$t]}"; done
+for t in "${TARGETS[@]}"; do echo "  $t µs CPU per request per round: ${US[$t]}"; done
+echo "  on/off per round: ${RATIO[on_off]}"
+echo "  on/nginx per round: ${RATIO[on_nginx]}"

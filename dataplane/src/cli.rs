@@ -98,6 +98,19 @@ pub struct Args {
         action = clap::ArgAction::Set
     )]
     pub route_metrics: bool,
+    /// This dataplane's name, written into the ids of the resumable uploads it owns (a pod's name: `HOSTNAME` in a
+    /// pod). Empty leaves it out.
+    #[arg(long, env = "HOLDFAST_INSTANCE", default_value_t = default_instance())]
+    pub instance: String,
+}
+
+/// The host's name (a pod's name), or empty.
+fn default_instance() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {

@@ -133,3 +133,13 @@ pub fn text_response(status: StatusCode, text: impl Into<Bytes>) -> Response<Pro
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
+
+/// An empty response body.
+pub fn empty_body() -> ProxyBody {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A response body of bytes already in hand.
+pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}

@@ -6,7 +6,8 @@
 //! `Content-Length` is set here from what the spool holds. Every attempt of one request carries the same
 //! `X-Request-Id`; attempts after the first add `X-Holdfast-Attempt: N` so an upstream can recognise a replay.
 
-use crate::upstream::request::{has_token, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub use crate::upstream::request::X_FORWARDED_FOR;
+use crate::upstream::request::{has_token, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub use crate::upstream::request::{Added, RequestHead, ATTEMPT, REQUEST_ID};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;

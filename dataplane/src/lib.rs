@@ -28,6 +28,7 @@ pub mod state;
 pub mod status;
 pub mod tls;
 pub mod tunnel;
+pub mod tus;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct Dataplane {
     pub access_log: access_log::AccessLog,
     /// The requests with a body and the tunnels the status page shows.
     pub status: status::Board,
+    /// Resumable uploads (tus) kept on the spool volume.
+    pub tus: tus::Uploads,
     /// Whether routes get their own metrics.
     route_metrics: bool,
     /// Serializes snapshot applies, so routes and certificates always come from the same snapshot.
@@ -66,6 +69,8 @@ pub struct Settings {
     pub access_log: access_log::Settings,
     /// Metrics per route (`--route-metrics`); process-wide ones are always kept.
     pub route_metrics: bool,
+    /// This dataplane's name (its pod's), the owner part of the resumable uploads' ids.
+    pub instance: String,
 }
 
 /// Why a dataplane could not be set up.
@@ -86,7 +91,9 @@ impl Dataplane {
             quota: Arc::new(spool::SpoolQuota::new(settings.spool_quota)),
             metrics: metrics.clone(),
         };
+        let tus = tus::Uploads::new(&settings.spool_dir, &settings.instance, spool.quota.clone(), metrics.clone());
         Ok(Arc::new(Dataplane {
+            tus,
             config: state::ConfigStore::default(),
             health: balance::Health::default(),
             pool: upstream::Pool::new(settings.upstream_idle_timeout),

@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         default_certificate: default_certificate(&args)?,
         access_log: args.access_log_settings(),
         route_metrics: args.route_metrics,
+        instance: args.instance.clone(),
     };
     let dp = Dataplane::new(&settings)?;
     if let Some(path) = &args.config_file {
@@ -37,6 +38,8 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--config-file {} is not a valid snapshot", path.display()))?;
         dp.apply(&snapshot)?;
     }
+    holdfast_dataplane::tus::start(&dp)
+        .with_context(|| format!("loading resumable uploads from {}", args.spool_dir.display()))?;
     let workers = args.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     let tls_listener = TcpListener::bind(args.listen_tls)

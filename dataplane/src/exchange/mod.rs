@@ -35,6 +35,8 @@ pub enum Mode {
     Tee,
     Streaming,
     Tunnel,
+    /// A part of a resumable upload (tus PATCH or creation), stored on the volume; or the delivery of a finished one.
+    Resumable,
 }
 
 impl Mode {
@@ -45,6 +47,7 @@ impl Mode {
             Mode::Tee => "Tee",
             Mode::Streaming => "Streaming",
             Mode::Tunnel => "Tunnel",
+            Mode::Resumable => "Resumable",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! names from the configuration (routes: [`route`]; backends: [`backend`]), never from requests.
 
 pub mod backend;
+pub mod resumable;
 pub mod route;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -80,6 +81,7 @@ pub struct Metrics {
     pub endpoints_backing_off: Gauge,
     pub route: Arc<route::RouteFamilies>,
     pub backend: backend::BackendFamilies,
+    pub resumable: resumable::ResumableMetrics,
 }
 
 impl Default for Metrics {
@@ -138,7 +140,9 @@ impl Metrics {
         );
         let route = route::RouteFamilies::register(&mut registry);
         let backend = backend::BackendFamilies::register(&mut registry);
+        let resumable = resumable::ResumableMetrics::register(&mut registry);
         Metrics {
+            resumable,
             config_age_seconds,
             spool_quota_bytes,
             endpoints_backing_off,

@@ -104,6 +104,10 @@ async fn proxy(
     request_id: &HeaderValue,
     exchange: &Arc<Exchange>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(resumable) = route.policy.resumable.as_ref().filter(|_| crate::tus::claims(&request)) {
+        let cx = crate::tus::Context { dp, client, policy: &route.policy, resumable, exchange };
+        return Box::pin(crate::tus::serve(cx, request)).await;
+    }
     if let Some(protocol) = upgrade::requested(&request) {
         let tunnel = upgrade::serve((dp, client, conn), route, (request, protocol), (request_id, exchange));
         return Box::pin(tunnel).await;

@@ -265,6 +265,7 @@ mod tests {
             default_certificate: None,
             access_log: crate::access_log::Settings::default(),
             route_metrics: true,
+            instance: "test".to_string(),
         };
         let dp = Dataplane::new(&settings).unwrap();
         let listeners = Listeners {

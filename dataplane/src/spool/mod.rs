@@ -181,6 +181,39 @@ impl Spool {
         Ok(Arc::new(spool))
     }
 
+    /// A complete body that is already in a file (a finished resumable upload), read from it as a spooled body is:
+    /// replays read it again from offset 0. The file belongs to its owner: its quota share is the owner's, and it is
+    /// neither unlinked nor truncated here, only closed when the spool is dropped.
+    pub fn complete_from_file(config: SpoolConfig, file: File, len: u64) -> Arc<Self> {
+        let (progress, _) = watch::channel(Progress::Complete { len });
+        config.metrics.spool_files.inc();
+        config.metrics.spool_bytes.inc_by(len as i64);
+        let inner = Inner {
+            pending: BytesMut::new(),
+            file: Some(Arc::new(file)),
+            file_len: len,
+            reserved: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            published: len,
+        };
+        let completed_at = OnceLock::new();
+        let _ = completed_at.set(Instant::now());
+        Arc::new(Spool {
+            inner: Mutex::new(inner),
+            progress,
+            end: Notify::new(),
+            completed_at,
+            trailers: OnceLock::new(),
+            config,
+            memory_limit: 0,
+            straight_to_disk: true,
+            live_readers: false,
+            keep_recent: false,
+            pace: pace::Pace::default(),
+        })
+    }
+
     /// Appends bytes from the client. Readers hear of them within `PUBLISH_STEP` bytes, or at the latest when the
     /// writer calls [`Spool::publish`] or [`Spool::finish`].
     pub fn append(&self, data: &Bytes) -> Result<(), SpoolError> {

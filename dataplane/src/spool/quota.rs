@@ -35,12 +35,18 @@ impl SpoolQuota {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Bytes reserved now.
+    /// Takes `bytes` whatever the limit: bytes already on the disk (resumable uploads found at start) are counted,
+    /// so that requests admitted after them see the space that is really left.
+    pub fn force_reserve(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// The quota (0: none).
     pub fn limit(&self) -> u64 {
         self.limit
     }
 
+    /// Bytes reserved now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }

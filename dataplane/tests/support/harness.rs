@@ -60,6 +60,7 @@ impl Harness {
             default_certificate: None,
             access_log,
             route_metrics: true,
+            instance: "test".to_string(),
         };
         let dp = Dataplane::new(&settings).unwrap();
         if let Some(json) = snapshot {
