@@ -2,8 +2,10 @@
 //! layer: the controller's defaults, then nginx annotations, then the UploadPolicy (explicit Holdfast settings win).
 //! Only fields that were set override, so an UploadPolicy that sets `mode` alone keeps an annotation's body size.
 
+mod resumable;
+
 use holdfast_crds::{parse_bytes, parse_duration, DurationError, QuantityError, ReplayFailure, UploadPolicySpec};
-use holdfast_snapshot::{BodyMode, Policy, SnapshotError};
+use holdfast_snapshot::{BodyMode, Policy, Resumable, SnapshotError};
 
 /// A spec or annotation field that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum FieldProblem {
     OutOfBounds { field: &'static str, reason: &'static str },
     #[error("{0}")]
     Invalid(&'static str),
+    /// A `resumable.metadataHeaders` entry the dataplane refuses: the field name it maps to, and the dataplane's rule.
+    #[error("{header:?}: {reason}")]
+    MetadataHeader { header: String, reason: &'static str },
 }
 
 /// Upload-policy fields that were set explicitly; `None` leaves the layer below in place.
@@ -44,6 +49,8 @@ pub struct PolicyOverrides {
     pub upstream_send_ms: Option<u64>,
     pub upstream_read_ms: Option<u64>,
     pub tunnel_idle_ms: Option<u64>,
+    /// Only an UploadPolicy sets it, and whole: its `resumable` section with the snapshot's defaults filled in.
+    pub resumable: Option<Resumable>,
 }
 
 impl PolicyOverrides {
@@ -78,6 +85,7 @@ impl PolicyOverrides {
         o.upstream_send_ms = millis("spec.timeouts.upstreamSendTimeout", &t.upstream_send_timeout, &mut errors);
         o.upstream_read_ms = millis("spec.timeouts.upstreamReadTimeout", &t.upstream_read_timeout, &mut errors);
         o.tunnel_idle_ms = millis("spec.timeouts.tunnelIdleTimeout", &t.tunnel_idle_timeout, &mut errors);
+        o.resumable = spec.resumable.as_ref().and_then(|r| resumable::from_spec(r, &mut errors));
         if let Err(problem) = o.check() {
             errors.push(FieldError { field: "spec".to_string(), problem });
         }
@@ -103,6 +111,9 @@ impl PolicyOverrides {
         set(&mut policy.timeouts.upstream_send_ms, self.upstream_send_ms);
         set(&mut policy.timeouts.upstream_read_ms, self.upstream_read_ms);
         set(&mut policy.timeouts.tunnel_idle_ms, self.tunnel_idle_ms);
+        if let Some(resumable) = &self.resumable {
+            policy.resumable = Some(resumable.clone());
+        }
     }
 
     pub fn is_empty(&self) -> bool {

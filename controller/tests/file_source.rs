@@ -173,3 +173,25 @@ fn an_opaque_ca_secret_and_an_app_protocol_read_from_files_make_a_verified_https
     assert_eq!(index.ca_secrets.len(), 1, "the Opaque watch's store holds the CA Secret");
     assert!(index.secrets.is_empty(), "an Opaque Secret is not a listener certificate");
 }
+
+#[test]
+fn the_resumable_example_read_from_files_turns_on_resumable_uploads_on_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples/uploadpolicy-resumable.yaml");
+    std::fs::copy(example, dir.path().join("videos.yaml")).unwrap();
+    std::fs::write(dir.path().join("class.yaml"), CLASS).unwrap();
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: video-uploads, namespace: photos}\nspec: {ports: [{name: http, port: 80}]}\n";
+    std::fs::write(dir.path().join("service.yaml"), service).unwrap();
+    let mut source = FileSource::new(dir.path());
+    assert!(source.scan().unwrap().rejected.is_empty());
+    let t = translate(&load(&source), &Config::default());
+    assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
+    t.snapshot.validate().unwrap();
+    let route = &t.snapshot.hosts[0].paths[0];
+    assert_eq!(route.target.policy.as_deref(), Some("photos/videos"));
+    let r = t.snapshot.policies["photos/videos"].resumable.as_ref().expect("resumable uploads on");
+    assert_eq!((r.max_size_bytes, r.expires_after_ms, r.answer_wait_ms), (20 << 30, 86_400_000, 120_000));
+    assert_eq!(r.delivery_method, holdfast_snapshot::DeliveryMethod::Post);
+    let headers: Vec<_> = r.metadata_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(headers, [("album", "X-Album-Id"), ("title", "X-Video-Title")]);
+}

@@ -11,8 +11,8 @@ mod upload_policy;
 pub use duration::{parse_duration, DurationError};
 pub use quantity::{parse_bytes, QuantityError};
 pub use upload_policy::{
-    BodyMode, ReplayFailure, ReplaySpec, TargetKind, TargetRef, TimeoutsSpec, UploadPolicy, UploadPolicySpec,
-    UploadPolicyStatus,
+    BodyMode, DeliveryMethod, ReplayFailure, ReplaySpec, ResumableProtocol, ResumableSpec, TargetKind, TargetRef,
+    TimeoutsSpec, UploadPolicy, UploadPolicySpec, UploadPolicyStatus,
 };
 
 use kube::CustomResourceExt;

@@ -10,6 +10,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod resumable;
+pub use resumable::{DeliveryMethod, ResumableProtocol, ResumableSpec};
+
 /// A Kubernetes quantity of bytes such as `10Gi`, `512Mi` or `1G`. Kept in step with [`crate::parse_bytes`].
 const QUANTITY_PATTERN: &str = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|[eE][0-9]+)?$";
 /// A duration such as `90s`, `5m`, `1h30m` or `250ms`. Kept in step with [`crate::parse_duration`].
@@ -63,6 +66,15 @@ pub struct UploadPolicySpec {
     /// Timeouts of the client and upstream sides of a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsSpec>,
+    /// Resumable uploads (tus): when present, Holdfast itself speaks tus to clients on the targeted routes, so that an
+    /// upload broken off by the network resumes where it stopped. A client creates an upload by sending the tus
+    /// creation request (a `POST` with `Tus-Resumable`) to the very URL it would have posted the file to, then sends
+    /// the bytes with `PATCH` requests to the upload's own URL. Holdfast keeps the upload on its spool volume and, once
+    /// it is complete, delivers it to the URL it was created at, through the route's backend, as one ordinary request
+    /// with a `Content-Length`. Other requests on those routes are proxied as before. Absent: requests are only
+    /// proxied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumable: Option<ResumableSpec>,
 }
 
 /// An object in the policy's namespace whose routes the policy governs.

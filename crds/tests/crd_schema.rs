@@ -49,6 +49,21 @@ fn every_spec_field_is_documented() {
     assert!(undocumented.is_empty(), "fields without a description: {undocumented:?}");
 }
 
+#[test]
+fn resumable_schema_lists_its_enums_and_checks_header_names() {
+    let crd = serde_json::to_value(holdfast_crds::UploadPolicy::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let resumable = &spec["properties"]["resumable"]["properties"];
+    assert_eq!(resumable["protocol"]["enum"], serde_json::json!(["Tus"]));
+    assert_eq!(resumable["deliveryMethod"]["enum"], serde_json::json!(["POST", "PUT"]));
+    let headers = &resumable["metadataHeaders"];
+    assert_eq!((&headers["type"], &headers["additionalProperties"]["type"]), (&"object".into(), &"string".into()));
+    assert!(headers["additionalProperties"]["pattern"].is_string(), "header names are not checked");
+    for field in ["maxSize", "expiresAfter", "outcomeRetention", "answerWait"] {
+        assert!(resumable[field]["pattern"].is_string(), "{field} has no pattern");
+    }
+}
+
 fn check_node(at: &str, node: &Value, problems: &mut Vec<String>) {
     let Some(object) = node.as_object() else {
         problems.push(format!("{at}: not an object"));

@@ -7,6 +7,7 @@ mod identities;
 mod invalid;
 mod policies;
 mod protocols;
+mod resumable;
 mod routing;
 mod tls;
 mod tunnels;
