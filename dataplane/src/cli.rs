@@ -98,6 +98,9 @@ pub struct Args {
         action = clap::ArgAction::Set
     )]
     pub route_metrics: bool,
+    /// How often expired resumable uploads and outcomes kept past their retention are removed.
+    #[arg(long, env = "HOLDFAST_RESUMABLE_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub resumable_sweep_interval: Duration,
     /// This dataplane's name, written into the ids of the resumable uploads it owns (a pod's name: `HOSTNAME` in a
     /// pod). Empty leaves it out.
     #[arg(long, env = "HOLDFAST_INSTANCE", default_value_t = default_instance())]

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--config-file {} is not a valid snapshot", path.display()))?;
         dp.apply(&snapshot)?;
     }
-    holdfast_dataplane::tus::start(&dp)
+    holdfast_dataplane::tus::start(&dp, args.resumable_sweep_interval)
         .with_context(|| format!("loading resumable uploads from {}", args.spool_dir.display()))?;
     let workers = args.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;

@@ -50,6 +50,10 @@ struct Args {
     /// response, as from an upstream with its own body limit). Rejections are logged to `--deliveries` too.
     #[arg(long)]
     reject_after: Option<u64>,
+    /// Also record these request fields (comma-separated names) in the answer and the delivery line, as
+    /// `"headers": {name: value}` (what a delivery of a resumable upload carried, for its tests).
+    #[arg(long, value_delimiter = ',')]
+    record_headers: Vec<String>,
     #[command(flatten)]
     tls: self_signed::TlsArgs,
 }
@@ -93,6 +97,10 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
     let (request_id, attempt) = (header("x-request-id"), header("x-holdfast-attempt"));
     let (content_length, chunked) = (header("content-length"), header("transfer-encoding") == "chunked");
     let attempt: u32 = attempt.parse().unwrap_or(1);
+    let recorded: serde_json::Map<String, serde_json::Value> =
+        args.record_headers.iter().map(|name| (name.to_ascii_lowercase(), header(name).into())).collect();
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+    let method = req.method().to_string();
     let mut body = req.into_body();
     let (mut hasher, mut bytes, mut next_report) = (Sha256::new(), 0u64, 1u64 << 20);
     let started = Instant::now();
@@ -114,10 +122,15 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
         }
     }
     let sha256 = hex(&hasher.finalize());
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "bytes": bytes, "sha256": sha256, "requestId": request_id, "attempt": attempt,
         "contentLength": content_length.parse::<u64>().ok(), "chunked": chunked,
     });
+    if !recorded.is_empty() {
+        line["headers"] = recorded.into();
+        line["method"] = method.into();
+        line["target"] = target.into();
+    }
     if let Some(path) = &args.deliveries {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(file, "{line}")?;

@@ -95,7 +95,7 @@ pub async fn serve(cx: Context<'_>, request: Request<Incoming>) -> Result<Respon
         return Ok(plain(StatusCode::NOT_FOUND, "no such upload (it may have expired or been delivered long ago)\n"));
     };
     match method {
-        Method::HEAD => Ok(resource::head(&upload)),
+        Method::HEAD => Ok(resource::head(&cx, &upload)),
         Method::GET => Ok(resource::get(&upload)),
         Method::PATCH => patch::patch(&cx, &upload, request).await,
         Method::DELETE => resource::delete(&cx, &upload).await,
@@ -142,13 +142,13 @@ pub fn expires_value(ms: u64) -> HeaderValue {
 }
 
 /// Loads the uploads on the volume, resumes the deliveries that were pending, and sweeps expired uploads and old
-/// outcomes every minute from now on. Called once, on start, within the runtime.
-pub fn start(dp: &Arc<Dataplane>) -> std::io::Result<()> {
+/// outcomes every `sweep_every` from now on (`--resumable-sweep-interval`). Called once, on start, in the runtime.
+pub fn start(dp: &Arc<Dataplane>, sweep_every: Duration) -> std::io::Result<()> {
     let resume = dp.tus.load()?;
     resume_deliveries(dp, resume);
     let weak = Arc::downgrade(dp);
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
+        let mut every = tokio::time::interval(sweep_every);
         loop {
             every.tick().await;
             let Some(dp) = weak.upgrade() else { return };
@@ -157,9 +157,6 @@ pub fn start(dp: &Arc<Dataplane>) -> std::io::Result<()> {
     });
     Ok(())
 }
-
-/// How often expired uploads and old outcomes are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Removes what is past its time; an outcome is kept as long as its route's policy says (the default when the route
 /// is gone).

@@ -208,6 +208,11 @@ async fn write_body(
     if !matches!(ended, Ended::Complete) {
         upload.interrupted.store(true, Ordering::Release);
     }
+    // However this request ended, a complete upload is delivered: a request stopped by a takeover right after its
+    // last byte would otherwise leave it complete and undelivered, with every later request only reading its offset.
+    if upload.is_complete() {
+        delivery::start(cx.dp, upload);
+    }
     match ended {
         Ended::Complete if verified == Some(false) && checksum.is_some() => {
             let mut response =

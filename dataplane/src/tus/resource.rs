@@ -33,8 +33,12 @@ pub fn options(cx: &Context<'_>) -> Response<ProxyBody> {
     response
 }
 
-pub fn head(upload: &Upload) -> Response<ProxyBody> {
+pub fn head(cx: &Context<'_>, upload: &Arc<Upload>) -> Response<ProxyBody> {
     let info = upload.info().clone();
+    if info.stage == Stage::Receiving && upload.is_complete() {
+        // Complete, and no request started its delivery (which every completing request does): start it now.
+        super::delivery::start(cx.dp, upload);
+    }
     if info.stage == Stage::Delivering || upload.is_delivering() {
         return locked("the upload is complete and being delivered; ask again shortly\n");
     }

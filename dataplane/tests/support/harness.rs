@@ -66,6 +66,8 @@ impl Harness {
         if let Some(json) = snapshot {
             dp.apply(&holdfast_snapshot::Snapshot::from_json(json.as_bytes()).unwrap()).unwrap();
         }
+        // As the binary does; tests that need a sweep call `holdfast_dataplane::tus::sweep` themselves.
+        holdfast_dataplane::tus::start(&dp, Duration::from_secs(3600)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
