@@ -46,6 +46,20 @@ pub struct Snapshot {
     /// Certificates for the TLS listener, chosen by SNI (from the Ingresses' `tls` sections).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsCertificate>,
+    /// The other dataplanes of this installation by instance name (a StatefulSet's pod names), at their plain
+    /// client listener: a request for a resumable upload that another replica owns is passed to it there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<String, Peer>,
+}
+
+/// Another dataplane, as its peers reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Peer {
+    /// An IPv4 or IPv6 address (the pod's).
+    pub address: String,
+    /// Its plain HTTP listener (`--listen`).
+    pub port: u16,
 }
 
 /// A certificate chain and its key for some hosts (a `kubernetes.io/tls` Secret).

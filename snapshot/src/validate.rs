@@ -28,6 +28,8 @@ pub enum SnapshotError {
     BadEndpointAddress { backend: String, index: usize, address: String },
     #[error("backends[{backend:?}].endpoints[{index}].port must not be 0")]
     BadEndpointPort { backend: String, index: usize },
+    #[error("peers[{name:?}] must have a name, an IP address and a port")]
+    BadPeer { name: String },
     #[error("tls[{index}].hosts has {host:?}, which is not a valid host")]
     BadTlsHost { index: usize, host: String },
     #[error("tls[{index}] ({source_name}) is not a usable certificate and key: {reason}")]
@@ -67,6 +69,11 @@ impl Snapshot {
         }
         for (name, policy) in &self.policies {
             policy.validate(name)?;
+        }
+        for (name, peer) in &self.peers {
+            if name.is_empty() || peer.address.parse::<IpAddr>().is_err() || peer.port == 0 {
+                return Err(SnapshotError::BadPeer { name: name.clone() });
+            }
         }
         for (index, cert) in self.tls.iter().enumerate() {
             if let Some(host) = cert.hosts.iter().find(|h| h.is_empty() || !valid_host(h)) {

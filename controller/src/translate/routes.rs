@@ -166,6 +166,7 @@ impl<'a> Routes<'a> {
             backends: self.backends,
             policies: self.policies,
             tls: Vec::new(),
+            peers: Default::default(),
         }
     }
 }
