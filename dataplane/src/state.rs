@@ -22,6 +22,8 @@ pub struct Active {
     pub backends: HashMap<String, Arc<BackendState>>,
     /// When it was put in force (the status page and `holdfast_config_age_seconds`).
     pub applied_at: Option<std::time::SystemTime>,
+    /// The other dataplanes by instance name, in the form upload ids carry it ([`crate::tus::instance_name`]).
+    pub peers: HashMap<String, std::net::SocketAddr>,
 }
 
 impl Active {
@@ -36,6 +38,14 @@ impl Active {
             routes: RouteTable::compile(snapshot, families),
             backends,
             applied_at: Some(std::time::SystemTime::now()),
+            peers: snapshot
+                .peers
+                .iter()
+                .filter_map(|(name, peer)| {
+                    let ip: std::net::IpAddr = peer.address.parse().ok()?;
+                    Some((crate::tus::instance_name(name), (ip, peer.port).into()))
+                })
+                .collect(),
         }
     }
 }

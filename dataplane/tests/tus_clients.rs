@@ -426,6 +426,98 @@ async fn an_upload_over_the_spool_quota_is_refused_before_a_byte_is_stored() {
     assert_eq!(hf.dp.spool.quota.used(), 0);
 }
 
+/// Two replicas, each with its own volume: an upload created on one is continued through the other (passed to its
+/// owner), answered 503/423 with Retry-After while its owner is down — never 404 —, and completed byte-exact through
+/// the other replica once the owner is back on its volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_continued_through_another_replica_and_survives_its_owner_restarting() {
+    let dir = tempfile::tempdir().unwrap();
+    let deliveries = dir.path().join("d.jsonl");
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &deliveries, &[]).await;
+    let snapshot_file = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot_file, tus_snapshot(upstream.addr, json!({}))).unwrap();
+    let (spool_a, spool_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&spool_a).unwrap();
+    std::fs::create_dir(&spool_b).unwrap();
+    let mut a = DataplaneProcess::start(&spool_a, &snapshot_file, &["--instance", "holdfast-0"]).await;
+    let b = DataplaneProcess::start(&spool_b, &snapshot_file, &["--instance", "holdfast-1"]).await;
+    let tell_peers = |version: u64, a: SocketAddr, b: SocketAddr| {
+        let mut snapshot: Value = serde_json::from_str(&tus_snapshot(upstream.addr, json!({}))).unwrap();
+        snapshot["version"] = version.into();
+        snapshot["peers"] = json!({
+            "holdfast-0": {"address": "127.0.0.1", "port": a.port()},
+            "holdfast-1": {"address": "127.0.0.1", "port": b.port()},
+        });
+        snapshot.to_string()
+    };
+    for admin in [a.admin, b.admin] {
+        assert_eq!(push(admin, &tell_peers(2, a.addr, b.addr)).await.0, 200);
+    }
+    let (file, sha) = random_file(dir.path(), "f.bin", 4 * MB, 10);
+    let file = file.to_str().unwrap();
+    let started = tus_client::run(
+        Client::TusJs,
+        &args(&["--endpoint", &endpoint(a.addr), "--file", file, "--chunk-size", "1000000", "--stop-after", "1000000"]),
+        LIMIT,
+    )
+    .await;
+    let path = path_of(started["url"].as_str().unwrap());
+    let id = id_of(&path);
+    assert!(id.starts_with("holdfast-0-"), "the id names its owner: {id}");
+    // Continued through the other replica, which passes it to its owner.
+    let via_b = format!("http://{}{path}", b.addr);
+    let more = tus_client::run(
+        Client::TusJs,
+        &args(&[
+            "--endpoint",
+            &endpoint(b.addr),
+            "--file",
+            file,
+            "--chunk-size",
+            "1000000",
+            "--upload-url",
+            &via_b,
+            "--stop-after",
+            "2000000",
+        ]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(more["offset"], 2_000_000, "{more}");
+    assert!(upload_files(&spool_b).is_empty(), "the other replica stores nothing of it");
+    assert_eq!(std::fs::metadata(spool_a.join("tus").join(format!("{id}.data"))).unwrap().len(), 2_000_000);
+    // The owner goes down: the other replica says to come back later.
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    let (status, head) = raw(b.addr, &format!("HEAD {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n")).await;
+    assert_eq!(status, 423, "a HEAD while the owner is down: {head}");
+    assert!(head.contains("retry-after:"), "{head}");
+    let patch = format!(
+        "PATCH {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 2000000\r\n\
+         Content-Type: application/offset+octet-stream\r\n"
+    );
+    let (status, head) = raw(b.addr, &patch).await;
+    assert_eq!(status, 503, "a PATCH while the owner is down: {head}");
+    assert!(head.contains("retry-after:"), "{head}");
+    // The owner is back on its volume (at a new port, as a rescheduled pod gets a new IP).
+    let a = DataplaneProcess::start(&spool_a, &snapshot_file, &["--instance", "holdfast-0"]).await;
+    for admin in [a.admin, b.admin] {
+        assert_eq!(push(admin, &tell_peers(3, a.addr, b.addr)).await.0, 200);
+    }
+    let done = tus_client::run(
+        Client::TusJs,
+        &args(&["--endpoint", &endpoint(b.addr), "--file", file, "--upload-url", &via_b]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(done["status"], 200, "{done}");
+    let got = delivered(&deliveries, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["sha256"], sha.as_str(), "byte-exact through two replicas and a restart");
+    wait_for_files(&spool_a, &[format!("{id}.info")]).await;
+    assert!(upload_files(&spool_b).is_empty());
+}
+
 /// The path and query of an absolute URL.
 fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -12,6 +12,7 @@
 mod create;
 mod delivery;
 mod patch;
+mod peer;
 pub mod protocol;
 mod registry;
 mod resource;
@@ -19,7 +20,7 @@ pub mod store;
 mod upload;
 
 pub use delivery::resume_deliveries;
-pub use registry::{now_ms, Uploads};
+pub use registry::{instance_name, now_ms, owner_of, Uploads};
 
 use crate::error::{text_response, ProxyBody, ProxyError};
 use crate::exchange::Exchange;
@@ -89,6 +90,10 @@ pub async fn serve(cx: Context<'_>, request: Request<Incoming>) -> Result<Respon
             _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "only POST creates an upload\n")),
         };
     };
+    // Another replica's upload (each keeps its own on its own volume): passed to its owner.
+    if owner_of(&id) != cx.dp.tus.instance() {
+        return Ok(peer::forward(&cx, request, &method).await);
+    }
     // The upload's URL must be the one it was created at: an id alone does not open another route's upload.
     let found = cx.dp.tus.get(&id).filter(|u| !u.is_gone() && u.info().target.path() == request.uri().path());
     let Some(upload) = found else {

@@ -21,6 +21,16 @@ pub struct Uploads {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// An instance name (a pod's) as upload ids carry it: lower-case letters, digits and `-`.
+pub fn instance_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+/// The instance that owns an upload: its id without the random part; empty for an id without one.
+pub fn owner_of(id: &str) -> &str {
+    id.rsplit_once('-').map_or("", |(owner, _)| owner)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -33,13 +43,17 @@ impl Uploads {
         quota: Arc<SpoolQuota>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        let instance: String =
-            instance.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let instance = instance_name(instance);
         Uploads { store: Store::new(spool_dir), map: Mutex::default(), instance, quota, metrics }
     }
 
     fn resumable(&self) -> &ResumableMetrics {
         &self.metrics.resumable
+    }
+
+    /// This dataplane's instance name, as its upload ids carry it.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// A new id: this instance's name and 128 random bits, so that an upload URL can be neither guessed nor
