@@ -13,6 +13,7 @@ pub mod lines;
 pub mod peer;
 pub mod routes;
 pub mod tls;
+pub mod tus;
 pub mod tus_client;
 pub mod upstream;
 pub mod ws;
