@@ -5,7 +5,7 @@
 //! afterwards, a backend that is down when the upload completes, and a SIGKILL of the dataplane itself.
 //!
 //! The backend is a recorder in this process (it reports the fields it was sent), or the real hash upstream where
-//! the test restarts it. Tests marked `BUG` pin what the code does not do yet; their comments say where.
+//! the test restarts it.
 
 mod support;
 
@@ -256,9 +256,8 @@ async fn head_reports_offset_length_and_metadata_of_its_own_upload_only() {
     assert!(backend.requests().is_empty());
 }
 
-/// BUG, fails until fixed: `tus::serve` (dataplane/src/tus/mod.rs) compares only the path of an upload's URL
-/// with the creation's, so the upload created at `a.example/files` is served at `b.example/files` — another route —
-/// though the comment there says "an id alone does not open another route's upload".
+/// An upload is found only at the host and path it was created at: an id alone does not open another route's upload
+/// (the upload created at `a.example/files` is not served at `b.example/files`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_not_found_under_another_host() {
     let backend = Recorder::start(200).await;
@@ -601,7 +600,8 @@ async fn a_patch_idle_past_client_body_ms_keeps_what_arrived() {
     let target = created(&dp, bytes.len()).await;
     let mut idle = stalled_patch(&dp, &target, 0, 100_000, &bytes[..40_000]).await;
     let (status, answer, _) = tokio::time::timeout(LIMIT, read_response(&mut idle)).await.unwrap().unwrap();
-    assert!((400..500).contains(&status), "an idle body ends the PATCH: {answer}");
+    // A 5xx, as tusd answers: tus clients retry it (a 4xx would end the upload) and resume from what was stored.
+    assert_eq!(status, 500, "an idle body ends the PATCH: {answer}");
     assert_offset(&dp, &target, 40_000).await;
     let reply = patch(dp.addr, &target, 40_000, &bytes[40_000..], &[]).await;
     assert_eq!(
@@ -712,10 +712,9 @@ async fn a_backend_down_at_completion_gets_the_upload_when_it_is_back() {
     assert_eq!(deliveries(&log).len(), 1, "one delivery");
 }
 
-/// BUG, fails until fixed: an upload past its `Upload-Expires` is served — HEAD `200`, PATCHes taken, even
-/// completed and delivered — until the next sweep (`--resumable-sweep-interval`, 60 s); `tus::serve`
-/// (dataplane/src/tus/mod.rs) looks only at `is_gone`. docs/resumable-uploads.md says an expired upload is `404`, as
-/// the expiration extension asks ("the Server SHOULD respond with 404 Not Found or 410 Gone").
+/// An upload past its `Upload-Expires` is `404` at once, not only after the next sweep (`--resumable-sweep-interval`,
+/// 60 s), as the expiration extension asks ("the Server SHOULD respond with 404 Not Found or 410 Gone"), and it is
+/// never delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_past_its_expiry_is_404_before_the_sweep_runs() {
     let backend = Recorder::start(200).await;
@@ -748,10 +747,8 @@ async fn the_delivery_uses_the_policys_method_and_the_outcome_goes_after_its_ret
     assert!(upload_files(dp.spool.path()).is_empty(), "{:?}", upload_files(dp.spool.path()));
 }
 
-/// BUG, fails until fixed: the sweep removes an expired upload (`Uploads::remove` → `release`, which takes
-/// the upload's stored bytes off `resumable_stored_bytes`) while a PATCH still holds it; that PATCH then stops and
-/// adds the bytes it wrote (`write_body` → `Uploads::stored`) to the gauge of an upload that no longer exists
-/// (dataplane/src/tus/patch.rs, `cx.dp.tus.stored(offset - start)` after the loop; registry.rs `release`).
+/// The sweep removes an expired upload while a PATCH still holds it: that PATCH stops, and the bytes it wrote are not
+/// counted for an upload that no longer exists — the stored-bytes gauge and the quota go back to 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_expiring_under_a_stalled_patch_gives_everything_back() {
     let backend = Recorder::start(200).await;
@@ -817,10 +814,8 @@ async fn an_unfinished_upload_survives_a_sigkill_of_the_dataplane() {
     assert_eq!(delivered[0].header("content-disposition"), Some("attachment; filename=\"holiday.jpg\""));
 }
 
-/// BUG, fails until fixed: an upload delivered before a restart is loaded with offset 0
-/// (dataplane/src/tus/registry.rs `load`, `Upload::new(info, 0, None)` for `Stage::Delivered`), so a PATCH with a
-/// stale offset is answered 409 with `Upload-Offset: 0` — a client that trusts it sends the whole file again, into
-/// another 409 — where HEAD says the upload is whole (`Upload-Offset` = `Upload-Length`).
+/// An upload delivered before a restart is loaded whole: a PATCH with a stale offset is answered 409 with the
+/// upload's length as `Upload-Offset` (not 0, which would make a client send the whole file again), as HEAD says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_patch_to_an_upload_delivered_before_a_restart_learns_it_is_whole() {
     let dir = tempfile::tempdir().unwrap();

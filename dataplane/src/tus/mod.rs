@@ -94,11 +94,28 @@ pub async fn serve(cx: Context<'_>, request: Request<Incoming>) -> Result<Respon
     if owner_of(&id) != cx.dp.tus.instance() {
         return Ok(peer::forward(&cx, request, &method).await);
     }
-    // The upload's URL must be the one it was created at: an id alone does not open another route's upload.
-    let found = cx.dp.tus.get(&id).filter(|u| !u.is_gone() && u.info().target.path() == request.uri().path());
+    // The upload's URL must be the one it was created at (host and path): an id alone does not open another
+    // route's upload.
+    let host = crate::route::host_of(crate::forward::authority(request.uri(), request.headers()).unwrap_or(""));
+    let found = cx.dp.tus.get(&id).filter(|u| {
+        let info = u.info();
+        !u.is_gone()
+            && info.target.path() == request.uri().path()
+            && crate::route::host_of(&info.target.host).eq_ignore_ascii_case(host)
+    });
     let Some(upload) = found else {
         return Ok(plain(StatusCode::NOT_FOUND, "no such upload (it may have expired or been delivered long ago)\n"));
     };
+    // Past its expiry an unfinished upload is gone, whether or not the sweep has come by yet.
+    let complete = upload.is_complete();
+    let expired = {
+        let info = upload.info();
+        info.stage == store::Stage::Receiving && info.expires_ms <= now_ms() && !complete
+    };
+    if expired {
+        cx.dp.tus.expire(&upload);
+        return Ok(plain(StatusCode::NOT_FOUND, "no such upload (it expired)\n"));
+    }
     match method {
         Method::HEAD => Ok(resource::head(&cx, &upload)),
         Method::GET => Ok(resource::get(&upload)),

@@ -202,9 +202,11 @@ async fn write_body(
         cx.dp.tus.store.end_checked(&upload.id).map_err(ProxyError::SpoolIo)?;
     }
     synced.map_err(ProxyError::SpoolIo)?;
-    cx.dp.tus.stored(offset - start);
-    upload.set_offset(offset);
+    let live = cx.dp.tus.stored(upload, offset);
     drop(held);
+    if !live {
+        return Ok(plain(StatusCode::NOT_FOUND, "the upload was removed (expired or terminated)\n"));
+    }
     if !matches!(ended, Ended::Complete) {
         upload.interrupted.store(true, Ordering::Release);
     }
@@ -223,7 +225,14 @@ async fn write_body(
         Ended::Complete if upload.is_complete() => Ok(final_answer(cx, upload).await),
         Ended::Complete => Ok(progress_answer(upload)),
         Ended::Stopped => Ok(locked("another request took this upload over\n")),
-        Ended::Cut => Ok(plain(StatusCode::BAD_REQUEST, "the body ended early; what arrived is stored\n")),
+        // As tusd does: a 5xx, so that a client still there retries (tus-js-client gives up on a 4xx) and resumes
+        // from what was stored.
+        Ended::Cut => {
+            let mut response =
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "the body stopped arriving; what arrived is stored\n");
+            response.headers_mut().insert(UPLOAD_OFFSET, number(offset));
+            Ok(response)
+        }
         Ended::TooLong => {
             let mut response = plain(StatusCode::PAYLOAD_TOO_LARGE, "the body goes past the upload's length\n");
             response.headers_mut().insert(UPLOAD_OFFSET, number(offset));

@@ -84,7 +84,9 @@ impl Uploads {
                 (Stage::Delivered(_), _) => {
                     // The data file may outlive a crash between saving the outcome and removing it.
                     self.store.remove_data(&id)?;
-                    Upload::new(info, 0, None)
+                    // It was whole: a stale PATCH learns the length as the offset, as HEAD says.
+                    let length = info.length.unwrap_or(0);
+                    Upload::new(info, length, None)
                 }
                 (_, Some(len)) => {
                     // A complete upload whose stage was not saved as Delivering (a crash in between) is delivered too.
@@ -144,17 +146,35 @@ impl Uploads {
 
     /// Grows an upload's quota share to cover `len` bytes (an upload whose length was deferred).
     pub fn reserve_up_to(&self, upload: &Upload, len: u64) -> Result<(), SpoolError> {
+        let gone = || SpoolError::Io(std::io::Error::other("the upload was removed"));
+        if upload.is_gone() {
+            return Err(gone());
+        }
         let held = upload.reserved.load(Ordering::Acquire);
         if len > held {
             self.quota.reserve(len - held)?;
-            upload.reserved.store(len, Ordering::Release);
+            upload.reserved.fetch_add(len - held, Ordering::AcqRel);
+            // Removed meanwhile (expired, terminated): its release may have run already; give this back too.
+            if upload.is_gone() {
+                self.quota.release(upload.reserved.swap(0, Ordering::AcqRel));
+                return Err(gone());
+            }
         }
         Ok(())
     }
 
-    /// Bytes were stored (`stored_bytes`).
-    pub fn stored(&self, bytes: u64) {
-        self.resumable().stored_bytes.inc_by(bytes as i64);
+    /// Bytes of a live upload were stored and synced: its offset moves to `offset`. Nothing for an upload removed
+    /// meanwhile (its gauges were given back when it was removed). Returns whether the upload is still live.
+    pub fn stored(&self, upload: &Upload, offset: u64) -> bool {
+        // Under the registry's lock, so that a removal sees either the old offset and gauges or the new ones.
+        let _map = self.lock();
+        if upload.is_gone() || !upload.counted.load(Ordering::Acquire) {
+            return false;
+        }
+        let before = upload.offset();
+        upload.set_offset(offset);
+        self.resumable().stored_bytes.inc_by(offset as i64 - before as i64);
+        true
     }
 
     /// The delivery ended: the data file goes, and its quota with it; the upload stays, with its outcome.
@@ -177,12 +197,18 @@ impl Uploads {
 
     /// Removes an upload and its files (terminated, expired, outcome kept long enough).
     pub fn remove(&self, upload: &Upload) {
-        upload.mark_gone();
-        let removed = self.lock().remove(&upload.id).is_some();
+        let removed = {
+            let mut map = self.lock();
+            upload.mark_gone();
+            let removed = map.remove(&upload.id).is_some();
+            if removed {
+                self.release(upload);
+            }
+            removed
+        };
         if !removed {
             return;
         }
-        self.release(upload);
         if let Err(error) = self.store.remove(&upload.id) {
             tracing::error!(upload = upload.id, %error, "removing an upload's files failed");
         }
@@ -203,14 +229,21 @@ impl Uploads {
                     Stage::Delivered(outcome) => (false, outcome.at_ms.saturating_add(retention) <= now),
                 }
             };
-            if expired {
-                tracing::info!(upload = upload.id, "an unfinished upload expired and is removed");
-                self.resumable().expired.inc();
-            }
-            if expired || stale {
+            if expired && !upload.is_complete() {
+                self.expire(&upload);
+            } else if stale {
                 self.remove(&upload);
             }
         }
+    }
+
+    /// Removes an unfinished upload past its expiry.
+    pub fn expire(&self, upload: &Upload) {
+        if !upload.is_gone() {
+            tracing::info!(upload = upload.id, "an unfinished upload expired and is removed");
+            self.resumable().expired.inc();
+        }
+        self.remove(upload);
     }
 
     pub fn terminated(&self) {

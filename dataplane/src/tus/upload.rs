@@ -1,8 +1,8 @@
 //! One upload in memory: its saved info, the offset the client has been promised, the one writer that may append to
 //! it, and the outcome of its delivery for whoever waits for it.
 //!
-//! One writer at a time: a request that wants to write (PATCH), or to read a stable offset (HEAD), or to end the
-//! upload (DELETE) while another request holds it asks that one to stop — the older request is almost always a
+//! One writer at a time: a request that wants to write (PATCH) or to end the upload (DELETE) while another request
+//! holds it asks that one to stop (a HEAD does not: it reports the offset already promised) — the older request is almost always a
 //! connection the client already gave up on, whose end the server has not seen yet (a phone that changed networks)
 //! — and waits briefly for it to store what it received and let go. This is the IETF draft's recommendation (a new
 //! request terminates the older one); tusd reaches the same end with its lock-release requests. A request that
