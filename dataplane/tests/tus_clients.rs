@@ -222,7 +222,7 @@ async fn an_upload_survives_a_sigkill_of_the_dataplane_mid_patch() {
     let id = id_of(&url);
     let mut patch = tokio::net::TcpStream::connect(first.addr).await.unwrap();
     let head = format!(
-        "PATCH {} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+        "PATCH {} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
          Content-Type: application/offset+octet-stream\r\nContent-Length: 8000000\r\n\r\n",
         path_of(&url)
     );
