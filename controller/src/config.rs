@@ -1,8 +1,9 @@
 //! Command-line flags (each with an environment fallback) and the typed configuration they become. Bad values fail
 //! at start with the flag's name; the effective configuration is logged once.
 
+use crate::index::ObjectKey;
 use crate::overrides::check_policy;
-use crate::translate::CONTROLLER_NAME;
+use crate::translate::{PeersConfig, CONTROLLER_NAME};
 use clap::Parser;
 use holdfast_snapshot::{BodyMode, Policy, ReplayPolicy, Timeouts};
 use std::path::PathBuf;
@@ -42,6 +43,15 @@ pub struct Args {
     /// Namespace of the leader-election Lease (in-cluster: the pod's namespace).
     #[arg(long, env = "HOLDFAST_LEASE_NAMESPACE", default_value = "holdfast-system")]
     pub lease_namespace: String,
+
+    /// Resumable uploads: the Service (NAMESPACE/NAME) whose EndpointSlices list this installation's pods, which the
+    /// snapshot names to each dataplane as its peers by pod name (a StatefulSet's governing Service). Unset: none.
+    #[arg(long, env = "HOLDFAST_PEERS_SERVICE", value_name = "NAMESPACE/NAME")]
+    pub peers_service: Option<String>,
+
+    /// The dataplanes' plain client listener port (their `--listen` port), where peers reach each other.
+    #[arg(long, env = "HOLDFAST_PEERS_PORT", default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
+    pub peers_port: u16,
 
     /// Default largest request body (a quantity; 0 = unlimited).
     #[arg(long, env = "HOLDFAST_DEFAULT_MAX_BODY_SIZE", default_value = "0", value_parser = bytes)]
@@ -110,6 +120,8 @@ pub enum ConfigError {
     DefaultPolicy(#[source] holdfast_snapshot::SnapshotError),
     #[error("--publish-service must be NAMESPACE/NAME, got {0:?}")]
     PublishService(String),
+    #[error("--peers-service must be NAMESPACE/NAME, got {0:?}")]
+    PeersService(String),
 }
 
 impl Args {
@@ -140,12 +152,23 @@ impl Args {
     /// `--publish-service` split into namespace and name.
     pub fn publish_service(&self) -> Result<Option<(String, String)>, ConfigError> {
         let Some(value) = &self.publish_service else { return Ok(None) };
-        match value.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(Some((ns.to_string(), name.to_string())))
-            }
-            _ => Err(ConfigError::PublishService(value.clone())),
-        }
+        let key = namespaced_name(value).ok_or_else(|| ConfigError::PublishService(value.clone()))?;
+        Ok(Some((key.namespace, key.name)))
+    }
+
+    /// `--peers-service` and `--peers-port`, when peers are asked for.
+    pub fn peers(&self) -> Result<Option<PeersConfig>, ConfigError> {
+        let Some(value) = &self.peers_service else { return Ok(None) };
+        let service = namespaced_name(value).ok_or_else(|| ConfigError::PeersService(value.clone()))?;
+        Ok(Some(PeersConfig { service, port: self.peers_port }))
+    }
+}
+
+/// `NAMESPACE/NAME`, both parts present.
+fn namespaced_name(value: &str) -> Option<ObjectKey> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Some(ObjectKey::new(ns, name)),
+        _ => None,
     }
 }
 
@@ -198,6 +221,22 @@ mod tests {
         assert!(args.default_policy().unwrap_err().to_string().contains("at most 64 MiB"));
         let args = parse(&["--publish-service", "just-a-name"]).unwrap();
         assert!(args.publish_service().is_err());
+        for bad in ["just-a-name", "ns/", "/name", "a/b/c"] {
+            let error = parse(&["--peers-service", bad]).unwrap().peers().unwrap_err().to_string();
+            assert!(error.contains("--peers-service must be NAMESPACE/NAME"), "{bad}: {error}");
+        }
+        let error = parse(&["--peers-port", "0"]).unwrap_err().to_string();
+        assert!(error.contains("--peers-port"), "{error}");
+    }
+
+    #[test]
+    fn peers_come_from_the_named_service_at_the_dataplanes_listen_port() {
+        assert_eq!(parse(&[]).unwrap().peers().unwrap(), None);
+        let peers = parse(&["--peers-service", "holdfast-system/holdfast-pods"]).unwrap().peers().unwrap().unwrap();
+        let expected = PeersConfig { service: ObjectKey::new("holdfast-system", "holdfast-pods"), port: 8080 };
+        assert_eq!(peers, expected, "the port defaults to the chart's dataplane.port");
+        let args = parse(&["--peers-service", "ns/svc", "--peers-port", "9080"]).unwrap();
+        assert_eq!(args.peers().unwrap().unwrap().port, 9080);
     }
 
     #[test]

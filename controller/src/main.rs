@@ -16,8 +16,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.logs_as_json());
     // Flags first, so that a bad one is reported as such even when the admin port is taken.
-    let translation =
-        translate::Config { controller_name: args.controller_name.clone(), default_policy: args.default_policy()? };
+    let translation = translate::Config {
+        controller_name: args.controller_name.clone(),
+        default_policy: args.default_policy()?,
+        peers: args.peers()?,
+    };
     let dataplane = DataplaneClient::new(&args.dataplane_url)?;
     let admin = tokio::net::TcpListener::bind(args.admin)
         .await
@@ -33,13 +36,14 @@ async fn main() -> anyhow::Result<()> {
         None => {
             // Like kubectl: KUBECONFIG or ~/.kube/config when present, else the in-cluster service account.
             let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
-            Source::Kube(KubeSource {
+            Source::Kube(Box::new(KubeSource {
                 client,
                 namespace: args.watch_namespace.clone(),
                 addresses: status_addresses(&args)?,
                 lease_namespace: args.lease_namespace.clone(),
                 identity: identity(),
-            })
+                peers_service: settings.translate.peers.as_ref().map(|peers| peers.service.clone()),
+            }))
         }
     };
     let (trigger, shutdown) = drain::channel();

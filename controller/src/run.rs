@@ -19,8 +19,8 @@ use tokio::sync::watch;
 pub enum Source {
     /// `--from-dir`: YAML files in a directory.
     Files(PathBuf),
-    /// The Kubernetes API.
-    Kube(source::kube::KubeSource),
+    /// The Kubernetes API (boxed: a client and its settings, many times the size of a path).
+    Kube(Box<source::kube::KubeSource>),
 }
 
 /// Everything a run needs besides its source.

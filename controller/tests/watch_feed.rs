@@ -124,3 +124,58 @@ fn every_watch_event_is_counted_by_kind_and_event() {
     assert_eq!((count("Service", apply), count("Service", delete)), (1, 0));
     assert_eq!(count("Secret", apply), 1);
 }
+
+/// A slice of the StatefulSet's governing Service `holdfast-pods`, one endpoint per `(pod, address)`.
+fn peer_slice(pods: &[(&str, &str)]) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    let endpoints: Vec<_> = pods
+        .iter()
+        .map(|(pod, address)| serde_json::json!({"addresses": [address], "targetRef": {"kind": "Pod", "name": pod}}))
+        .collect();
+    objects::from(serde_json::json!({
+        "metadata": {"name": "holdfast-pods-x", "namespace": "holdfast-system",
+                     "labels": {"kubernetes.io/service-name": "holdfast-pods"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": endpoints
+    }))
+}
+
+/// Waits until the published snapshot's peers are exactly `expected`, by name.
+async fn wait_for_peers(rx: &mut Published, expected: &[&str]) {
+    let found = tokio::time::timeout(
+        Duration::from_secs(2),
+        rx.wait_for(|t| t.as_ref().is_some_and(|t| t.snapshot.peers.keys().eq(expected.iter()))),
+    )
+    .await;
+    assert!(found.is_ok(), "peers never became {expected:?}");
+}
+
+type Published = watch::Receiver<Option<Arc<holdfast_controller::translate::Translation>>>;
+
+#[tokio::test]
+async fn peers_follow_the_slices_of_the_peers_service_from_either_watch() {
+    use holdfast_controller::index::{ObjectKey, PeerSlice};
+    use holdfast_controller::translate::PeersConfig;
+    let shared = Arc::new(Shared::default());
+    let (tx, mut rx) = watch::channel(None);
+    let (trigger, shutdown) = drain::channel();
+    let peers = PeersConfig { service: ObjectKey::new("holdfast-system", "holdfast-pods"), port: 8080 };
+    let config = Config { peers: Some(peers), ..Config::default() };
+    let publisher = tokio::spawn(publish::run(shared.clone(), config, tx, Default::default(), shutdown));
+    let metrics = SourceMetrics::default();
+    let one = peer_slice(&[("holdfast-0", "10.1.0.10")]);
+    feed(stream::iter(vec![Ok(Event::Apply(one.clone()))]), &shared, &metrics).await;
+    wait_for_peers(&mut rx, &["holdfast-0"]).await;
+    let two = peer_slice(&[("holdfast-0", "10.1.0.10"), ("holdfast-1", "10.1.0.11")]);
+    feed(stream::iter(vec![Ok(Event::Apply(two))]), &shared, &metrics).await;
+    wait_for_peers(&mut rx, &["holdfast-0", "holdfast-1"]).await;
+    feed(stream::iter(vec![Ok(Event::Delete(one.clone()))]), &shared, &metrics).await;
+    wait_for_peers(&mut rx, &[]).await;
+
+    // The peers watch (with --watch-namespace elsewhere) fills its own store; the main watch's relist keeps it.
+    feed(stream::iter(vec![Ok(Event::Apply(PeerSlice(one)))]), &shared, &metrics).await;
+    wait_for_peers(&mut rx, &["holdfast-0"]).await;
+    let relist = vec![Ok(Event::Init), Ok(Event::<k8s_openapi::api::discovery::v1::EndpointSlice>::InitDone)];
+    feed(stream::iter(relist), &shared, &metrics).await;
+    assert_eq!(shared.read(|index| index.peer_slices.len()), 1);
+    trigger.fire();
+    publisher.await.unwrap();
+}

@@ -48,6 +48,12 @@ app.kubernetes.io/part-of: holdfast
 {{- if and (eq .Values.spool.type "pvc") (not .Values.spool.pvc.existingClaim) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The StatefulSet's governing (headless) Service. Its EndpointSlices list every pod, ready or not, by name: the
+controller passes them to each dataplane as its peers (--peers-service). */}}
+{{- define "holdfast.podsService" -}}
+{{- include "holdfast.fullname" . -}}-pods
+{{- end -}}
+
 {{/* The spool volume's size as a quantity (`10Gi`), or "" when it has none (a memory-backed emptyDir without a
 limit cannot be sized). */}}
 {{- define "holdfast.spoolSize" -}}

@@ -107,11 +107,13 @@ impl Convert for EndpointSlice {
             let conditions = e.conditions.unwrap_or_default();
             // EndpointSlice API: nil `ready` means ready, nil `serving` means "defer to ready", nil terminating false.
             let ready = conditions.ready.unwrap_or(true);
+            let pod = e.target_ref.filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod")).and_then(|r| r.name);
             SliceEndpointModel {
                 addresses: e.addresses,
                 ready,
                 serving: conditions.serving.unwrap_or(ready),
                 terminating: conditions.terminating.unwrap_or(false),
+                pod: pod.filter(|name| !name.is_empty()),
             }
         });
         Some(SliceModel {

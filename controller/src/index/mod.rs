@@ -7,10 +7,13 @@
 
 mod convert;
 pub mod model;
+mod peer_slice;
 mod policy;
 mod secret;
 
+pub use convert::SERVICE_NAME_LABEL;
 pub use model::*;
+pub use peer_slice::PeerSlice;
 pub use policy::PolicyModel;
 pub use secret::OpaqueSecret;
 
@@ -27,6 +30,8 @@ pub struct Index {
     pub ingresses: BTreeMap<ObjectKey, IngressModel>,
     pub services: BTreeMap<ObjectKey, ServiceModel>,
     pub slices: BTreeMap<ObjectKey, SliceModel>,
+    /// The peers Service's EndpointSlices, from their own watch when the main one does not cover their namespace.
+    pub peer_slices: BTreeMap<ObjectKey, SliceModel>,
     /// `kubernetes.io/tls` Secrets.
     pub secrets: BTreeMap<ObjectKey, TlsSecretModel>,
     /// `Opaque` Secrets that carry a `ca.crt` (for HTTPS upstreams), from their own watch.

@@ -154,6 +154,9 @@ pub struct SliceEndpointModel {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
+    /// The Pod behind the endpoint (`targetRef.name` when `targetRef.kind` is `Pod` or unset): a StatefulSet's pod
+    /// names are the dataplanes' instance names, which peers are keyed by. `None` without a targetRef.
+    pub pod: Option<String>,
 }
 
 /// A `kubernetes.io/tls` Secret's certificate chain and key, as PEM text, and the CA bundle some issuers add

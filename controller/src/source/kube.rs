@@ -3,7 +3,7 @@
 //! deleted while the watch was down leave the index.
 
 use crate::drain::Shutdown;
-use crate::index::{IndexKind, OpaqueSecret};
+use crate::index::{IndexKind, ObjectKey, OpaqueSecret, PeerSlice, SERVICE_NAME_LABEL};
 use crate::lease::{self, LeaseTiming};
 use crate::metrics::{SourceMetrics, WatchEvent};
 use crate::publish::Shared;
@@ -35,6 +35,8 @@ pub struct KubeSource {
     pub lease_namespace: String,
     /// This replica's name in the Lease and in events.
     pub identity: String,
+    /// `--peers-service`: whose EndpointSlices must be read even outside `namespace`.
+    pub peers_service: Option<ObjectKey>,
 }
 
 /// Name of the leader-election Lease.
@@ -68,7 +70,18 @@ impl KubeSource {
         tasks.spawn(watch_kind(self.api::<EndpointSlice>(), all.clone(), to.clone()));
         tasks.spawn(watch_kind(self.api::<Secret>(), tls, to.clone()));
         tasks.spawn(watch_as::<Secret, OpaqueSecret>(self.api::<Secret>(), opaque, to.clone()));
-        tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, to));
+        tasks.spawn(watch_kind(self.api::<UploadPolicy>(), all, to.clone()));
+        if let Some(service) = self.peers_service.as_ref().filter(|s| !self.watches_namespace(&s.namespace)) {
+            // The EndpointSlice watch above cannot see the peers Service: read its slices alone, by the label the
+            // EndpointSlice controller gives them.
+            let api = Api::<EndpointSlice>::namespaced(self.client.clone(), &service.namespace);
+            let config = watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={}", service.name));
+            tasks.spawn(watch_as::<EndpointSlice, PeerSlice>(api, config, to));
+        }
+    }
+
+    fn watches_namespace(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|watched| watched == namespace)
     }
 
     fn api<K>(&self) -> Api<K>

@@ -7,6 +7,7 @@ mod backend;
 mod class;
 mod grpc;
 mod nginx;
+mod peers;
 mod policy;
 mod protocol;
 mod report;
@@ -15,6 +16,7 @@ mod tls;
 mod upstream;
 mod upstream_tls;
 
+pub use peers::PeersConfig;
 pub use policy::DEFAULT_POLICY;
 pub use report::{ConditionState, PolicyStatus, Reason, Report, Warning};
 
@@ -31,11 +33,13 @@ pub struct Config {
     pub controller_name: String,
     /// Applied to routes no UploadPolicy or annotation governs, and under those that set only some fields.
     pub default_policy: Policy,
+    /// Where the snapshot's `peers` come from; `None` (a Deployment, or one replica): no peers.
+    pub peers: Option<PeersConfig>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { controller_name: CONTROLLER_NAME.to_string(), default_policy: Policy::default() }
+        Config { controller_name: CONTROLLER_NAME.to_string(), default_policy: Policy::default(), peers: None }
     }
 }
 
@@ -68,6 +72,9 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
     }
     let mut snapshot = routes.into_snapshot();
     snapshot.tls = certificates.into_certificates();
+    if let Some(peers) = &config.peers {
+        snapshot.peers = peers::peers(index, peers);
+    }
     for warning in &mut report.warnings {
         warning.uid = index.uid(warning.kind, &warning.key).map(str::to_string);
     }

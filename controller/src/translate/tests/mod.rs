@@ -5,6 +5,7 @@ mod classes;
 mod grpc;
 mod identities;
 mod invalid;
+mod peers;
 mod policies;
 mod protocols;
 mod resumable;
