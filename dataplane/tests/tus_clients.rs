@@ -426,6 +426,54 @@ async fn an_upload_over_the_spool_quota_is_refused_before_a_byte_is_stored() {
     assert_eq!(hf.dp.spool.quota.used(), 0);
 }
 
+/// tus-js-client speaking the IETF resumable-upload draft (interop versions 5 and 6, the careful mode: an empty
+/// creation, appends, no `104`) to the same route: chunks, a cut append resumed, and the backend's answer at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_speaking_the_ietf_draft_uploads_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let deliveries = dir.path().join("d.jsonl");
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &deliveries, &["--record-headers", FIELDS]).await;
+    let hf = Harness::start(Some(&tus_snapshot(upstream.addr, json!({}))), 0).await;
+    let (file, sha) = random_file(dir.path(), "clip.mp4", 6 * MB, 11);
+    let file = file.to_str().unwrap();
+    for (n, protocol) in ["ietf-draft-03", "ietf-draft-05"].into_iter().enumerate() {
+        let cut = tus_client::run(
+            Client::TusJs,
+            &args(&[
+                "--endpoint",
+                &endpoint(hf.addr),
+                "--file",
+                file,
+                "--protocol",
+                protocol,
+                "--chunk-size",
+                "4000000",
+                "--metadata",
+                "filetype=video/mp4",
+                "--abort-after",
+                "2500000",
+            ]),
+            LIMIT,
+        )
+        .await;
+        let url = cut["url"].as_str().unwrap_or_else(|| panic!("{protocol}: {cut}")).to_string();
+        assert!(cut["serverOffset"].as_u64() > Some(0), "{protocol}: the cut append kept its bytes: {cut}");
+        let done = tus_client::run(
+            Client::TusJs,
+            &args(&["--endpoint", &endpoint(hf.addr), "--file", file, "--protocol", protocol, "--upload-url", &url]),
+            LIMIT,
+        )
+        .await;
+        assert_eq!(done["status"], 200, "{protocol}: {done}");
+        assert_eq!(done["headers"]["upload-complete"], "?1", "{protocol}: {done}");
+        let answer: Value = serde_json::from_str(done["body"].as_str().unwrap()).unwrap();
+        assert_eq!(answer["sha256"], sha.as_str(), "{protocol}");
+        let got = delivered(&deliveries, n + 1).await;
+        assert_eq!(got.len(), n + 1, "{protocol}: {got:?}");
+        assert_eq!(got[n]["headers"]["content-type"], "video/mp4");
+    }
+}
+
 /// Two replicas, each with its own volume: an upload created on one is continued through the other (passed to its
 /// owner), answered 503/423 with Retry-After while its owner is down — never 404 —, and completed byte-exact through
 /// the other replica once the owner is back on its volume.

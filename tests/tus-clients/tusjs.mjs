@@ -73,12 +73,16 @@ function parse() {
       'upload-during-creation': { type: 'boolean', default: false },
       'override-patch-method': { type: 'boolean', default: false },
       source: { type: 'string', default: 'file' },
+      protocol: { type: 'string', default: 'tus-v1' },
     },
     strict: true,
   })
   if (!values.file) throw new Error('--file PATH is required')
   if (!values.endpoint && !values['upload-url']) throw new Error('--endpoint URL or --upload-url URL is required')
   if (!['file', 'buffer', 'stream'].includes(values.source)) throw new Error('--source is file, buffer or stream')
+  if (!['tus-v1', 'ietf-draft-03', 'ietf-draft-05'].includes(values.protocol)) {
+    throw new Error('--protocol is tus-v1, ietf-draft-03 or ietf-draft-05')
+  }
   // tus-js-client 4.3.1's FileSource never says "done" before the chunk that covers the whole file, so with a
   // deferred length it never sends Upload-Length and its last PATCH declares more bytes than it sends: a hang.
   if (values['defer-length'] && values.source === 'file' && values['chunk-size'] !== undefined) {
@@ -185,6 +189,8 @@ function run(opts) {
     uploadLengthDeferred: opts['defer-length'],
     uploadDataDuringCreation: opts['upload-during-creation'],
     overridePatchMethod: opts['override-patch-method'],
+    // tus 1.0.0, or the IETF draft at interop version 5 (ietf-draft-03) or 6 (ietf-draft-05).
+    protocol: opts.protocol,
     // A CLI run resumes only what --upload-url names; tus-js-client's Node URL storage is a no-op anyway.
     storeFingerprintForResuming: false,
     onChunkComplete(_chunk, accepted, total) {

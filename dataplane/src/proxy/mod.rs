@@ -105,7 +105,14 @@ async fn proxy(
     exchange: &Arc<Exchange>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if let Some(resumable) = route.policy.resumable.as_ref().filter(|_| crate::tus::claims(&request)) {
-        let cx = crate::tus::Context { dp, client, policy: &route.policy, resumable, exchange };
+        let cx = crate::tus::Context {
+            dp,
+            client,
+            policy: &route.policy,
+            resumable,
+            exchange,
+            dialect: crate::tus::Dialect::Tus,
+        };
         return Box::pin(crate::tus::serve(cx, request)).await;
     }
     if let Some(protocol) = upgrade::requested(&request) {

@@ -4,7 +4,7 @@
 use super::protocol::{self, HeaderError, OFFSET_OCTET_STREAM, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA};
 use super::registry::{now_ms, CreateError};
 use super::store::{Info, Stage, Target};
-use super::{expires_value, patch, plain, Context};
+use super::{expires_value, patch, plain, Context, Dialect};
 use crate::error::{ProxyBody, ProxyError};
 use crate::forward;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -16,20 +16,43 @@ pub async fn create(cx: &Context<'_>, request: Request<Incoming>) -> Result<Resp
         Ok(length) => length,
         Err(error) => return Ok(bad_request(&error)),
     };
-    let deferred = match headers.get(UPLOAD_DEFER_LENGTH) {
-        None => false,
-        Some(v) if v == "1" => true,
-        Some(_) => return Ok(plain(StatusCode::BAD_REQUEST, "Upload-Defer-Length may only be 1\n")),
+    // The IETF draft: the length is `Upload-Length`, or the body's when the creation carries it all
+    // (`Upload-Complete: ?1`), or not known yet.
+    let complete = protocol::sf_boolean(headers, &protocol::UPLOAD_COMPLETE);
+    let length = match cx.dialect {
+        Dialect::Tus => {
+            let deferred = match headers.get(UPLOAD_DEFER_LENGTH) {
+                None => false,
+                Some(v) if v == "1" => true,
+                Some(_) => return Ok(plain(StatusCode::BAD_REQUEST, "Upload-Defer-Length may only be 1\n")),
+            };
+            match (length, deferred) {
+                (None, false) => {
+                    let text = "a creation needs Upload-Length or Upload-Defer-Length: 1\n";
+                    return Ok(plain(StatusCode::BAD_REQUEST, text));
+                }
+                (Some(_), true) => {
+                    let text = "Upload-Length and Upload-Defer-Length exclude each other\n";
+                    return Ok(plain(StatusCode::BAD_REQUEST, text));
+                }
+                _ => length,
+            }
+        }
+        Dialect::Ietf(_) => {
+            let Some(complete) = complete else {
+                return Ok(plain(StatusCode::BAD_REQUEST, "Upload-Complete must be ?0 or ?1\n"));
+            };
+            let body_len = request.body().size_hint().exact();
+            match (length, complete.then_some(body_len).flatten()) {
+                (Some(a), Some(b)) if a != b => {
+                    let text = "Upload-Length and the complete body's length disagree (inconsistent-upload-length)\n";
+                    return Ok(plain(StatusCode::BAD_REQUEST, text));
+                }
+                (Some(length), _) | (None, Some(length)) => Some(length),
+                (None, None) => None,
+            }
+        }
     };
-    match (length, deferred) {
-        (None, false) => {
-            return Ok(plain(StatusCode::BAD_REQUEST, "a creation needs Upload-Length or Upload-Defer-Length: 1\n"))
-        }
-        (Some(_), true) => {
-            return Ok(plain(StatusCode::BAD_REQUEST, "Upload-Length and Upload-Defer-Length exclude each other\n"))
-        }
-        _ => {}
-    }
     let max = cx.max_size();
     if let (Some(length), true) = (length, max > 0) {
         if length > max {
@@ -72,20 +95,34 @@ pub async fn create(cx: &Context<'_>, request: Request<Incoming>) -> Result<Resp
         Err(CreateError::Io(error)) => return Err(ProxyError::from(error)),
     };
     tracing::info!(upload = upload.id, length = ?length, "resumable upload created");
-    // creation-with-upload: the body holds the first bytes. The client learns the offset from this answer.
+    // creation-with-upload (tus), or a creation carrying a body (IETF): the body holds the first bytes. The client
+    // learns the offset from this answer.
+    let content_type = headers.get(header::CONTENT_TYPE);
     let has_body = !request.body().is_end_stream()
-        && headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == OFFSET_OCTET_STREAM.as_bytes());
-    let mut response = if has_body || length == Some(0) {
-        patch::write_first(cx, &upload, request).await?
+        && match cx.dialect {
+            Dialect::Tus => content_type.is_some_and(|v| v.as_bytes() == OFFSET_OCTET_STREAM.as_bytes()),
+            Dialect::Ietf(_) => true,
+        };
+    let ends = complete == Some(true);
+    let mut response = if has_body || length == Some(0) || ends {
+        patch::write_first(cx, &upload, request, ends).await?
     } else {
         super::empty(StatusCode::CREATED)
     };
-    if response.status().is_success() {
-        *response.status_mut() = StatusCode::CREATED;
+    let completed = response.headers().get(protocol::UPLOAD_COMPLETE).is_some_and(|v| v == "?1");
+    match cx.dialect {
+        // The draft: the response that completes the upload is the target resource's, as it answered.
+        Dialect::Ietf(_) if completed => return Ok(response),
+        _ if response.status().is_success() => *response.status_mut() = StatusCode::CREATED,
+        _ => {}
     }
     let h = response.headers_mut();
     h.insert(header::LOCATION, location);
     h.entry(protocol::UPLOAD_EXPIRES).or_insert_with(|| expires_value(expires));
+    if let Dialect::Ietf(_) = cx.dialect {
+        h.insert(protocol::UPLOAD_LIMIT, protocol::upload_limit(cx.max_size()));
+        h.entry(protocol::UPLOAD_COMPLETE).or_insert(protocol::sf_bool_value(false));
+    }
     Ok(response)
 }
 
@@ -121,11 +158,16 @@ fn delivery_fields(
         None => client_ip,
     };
     fields.push((forward::X_FORWARDED_FOR.to_string(), forwarded_for));
-    keep(
-        &mut fields,
-        header::CONTENT_TYPE.as_str(),
-        &protocol::content_type(protocol::metadata_text(metadata, "filetype")),
-    );
+    // The IETF draft's creation request carries the representation's own type; tus's carries it as metadata.
+    let representation = match cx.dialect {
+        Dialect::Ietf(_) => headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| ![protocol::PARTIAL_UPLOAD, OFFSET_OCTET_STREAM].contains(t)),
+        Dialect::Tus => None,
+    };
+    let filetype = representation.or_else(|| protocol::metadata_text(metadata, "filetype"));
+    keep(&mut fields, header::CONTENT_TYPE.as_str(), &protocol::content_type(filetype));
     if let Some(disposition) = protocol::metadata_text(metadata, "filename").and_then(protocol::content_disposition) {
         keep(&mut fields, header::CONTENT_DISPOSITION.as_str(), &disposition);
     }

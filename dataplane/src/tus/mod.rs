@@ -29,16 +29,22 @@ use crate::Dataplane;
 use holdfast_snapshot::{Policy, Resumable};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+pub use protocol::Dialect;
 use protocol::{TUS_RESUMABLE, TUS_VERSION, UPLOAD_PARAM, VERSION};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether a request on a resumable route is tus's to answer.
+/// Whether a request on a resumable route is tus's to answer: anything to an upload URL, a `POST` or `OPTIONS` with
+/// `Tus-Resumable`, and an IETF draft creation (a `POST` with `Upload-Draft-Interop-Version` and `Upload-Complete`).
 pub fn claims(request: &Request<Incoming>) -> bool {
-    let tus_header = request.headers().contains_key(TUS_RESUMABLE);
+    let headers = request.headers();
+    let tus_header = headers.contains_key(TUS_RESUMABLE);
+    let ietf_creation =
+        headers.contains_key(protocol::UPLOAD_DRAFT_INTEROP_VERSION) && headers.contains_key(protocol::UPLOAD_COMPLETE);
     match *request.method() {
         _ if upload_id(request.uri()).is_some() => true,
-        Method::POST | Method::OPTIONS => tus_header,
+        Method::POST => tus_header || ietf_creation,
+        Method::OPTIONS => tus_header,
         _ => false,
     }
 }
@@ -55,6 +61,8 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub resumable: &'a Resumable,
     pub exchange: &'a Arc<Exchange>,
+    /// The protocol the request speaks (set by [`serve`]).
+    pub dialect: Dialect,
 }
 
 impl Context<'_> {
@@ -72,17 +80,22 @@ impl Context<'_> {
 }
 
 /// Answers a request that [`claims`] said is tus's.
-pub async fn serve(cx: Context<'_>, request: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+pub async fn serve(mut cx: Context<'_>, request: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
     let method = effective_method(&request);
     if method == Method::OPTIONS {
         return Ok(resource::options(&cx));
     }
-    // Every other request must speak our version (412 tells the client which we speak); a GET of an upload's URL is
-    // not part of the protocol and may come from anything, a browser included.
-    if method != Method::GET && protocol::resumable_version(request.headers()) != Some(VERSION.as_bytes()) {
-        let mut response = plain(StatusCode::PRECONDITION_FAILED, "this server speaks tus 1.0.0 (Tus-Resumable)\n");
-        response.headers_mut().insert(TUS_VERSION, HeaderValue::from_static(VERSION));
-        return Ok(response);
+    // Every other request must speak a version spoken here (412 tells a tus client which); a GET of an upload's URL
+    // is not part of the protocol and may come from anything, a browser included.
+    match protocol::dialect(request.headers()) {
+        Some(dialect) => cx.dialect = dialect,
+        None if method == Method::GET => {}
+        None => {
+            let text = "this server speaks tus 1.0.0 (Tus-Resumable) and the IETF draft's interop versions 5 and 6\n";
+            let mut response = plain(StatusCode::PRECONDITION_FAILED, text);
+            response.headers_mut().insert(TUS_VERSION, HeaderValue::from_static(VERSION));
+            return Ok(response);
+        }
     }
     let Some(id) = upload_id(request.uri()).map(str::to_string) else {
         return match method {

@@ -5,7 +5,7 @@
 use super::protocol::{self, Checksum, Hasher, OFFSET_OCTET_STREAM, UPLOAD_CHECKSUM, UPLOAD_LENGTH, UPLOAD_OFFSET};
 use super::store::Stage;
 use super::upload::{Held, Upload};
-use super::{delivery, empty, expires_value, number, plain, resource, Context};
+use super::{delivery, empty, expires_value, number, plain, resource, Context, Dialect};
 use crate::error::{ProxyBody, ProxyError};
 use crate::exchange::Mode;
 use bytes::Bytes;
@@ -24,9 +24,21 @@ pub async fn patch(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let headers = request.headers();
-    if headers.get(header::CONTENT_TYPE).is_none_or(|v| v.as_bytes() != OFFSET_OCTET_STREAM.as_bytes()) {
-        return Ok(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a PATCH body is application/offset+octet-stream\n"));
-    }
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let ends = match cx.dialect {
+        Dialect::Tus if content_type != Some(OFFSET_OCTET_STREAM.as_bytes()) => {
+            return Ok(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a PATCH body is application/offset+octet-stream\n"));
+        }
+        Dialect::Tus => false,
+        // Interop version 6 appends are application/partial-upload; version 5 names no type.
+        Dialect::Ietf(6) if content_type.is_some_and(|t| t != protocol::PARTIAL_UPLOAD.as_bytes()) => {
+            return Ok(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "an append is application/partial-upload\n"));
+        }
+        Dialect::Ietf(_) => match protocol::sf_boolean(headers, &protocol::UPLOAD_COMPLETE) {
+            Some(ends) => ends,
+            None => return Ok(plain(StatusCode::BAD_REQUEST, "an append needs Upload-Complete: ?0 or ?1\n")),
+        },
+    };
     let claimed = match protocol::integer(headers, &UPLOAD_OFFSET) {
         Ok(Some(offset)) => offset,
         Ok(None) => return Ok(plain(StatusCode::BAD_REQUEST, "a PATCH needs Upload-Offset\n")),
@@ -59,11 +71,11 @@ pub async fn patch(
         drop(held);
         return Ok(match length == Some(claimed) {
             true => final_answer(cx, upload).await,
-            false => mismatch(upload),
+            false => mismatch(cx, upload),
         });
     }
     if claimed != upload.offset() {
-        return Ok(mismatch(upload));
+        return Ok(mismatch(cx, upload));
     }
     if let Some(length) = declared_length {
         if let Some(response) = set_length(cx, upload, length)? {
@@ -73,18 +85,20 @@ pub async fn patch(
     if claimed > 0 && upload.interrupted.swap(false, Ordering::AcqRel) {
         cx.dp.tus.metrics().resumptions.inc();
     }
-    write_body(cx, upload, held, request, checksum).await
+    write_body(cx, upload, held, request, (checksum, ends)).await
 }
 
-/// creation-with-upload: the creation request's body, at offset 0 of the new upload.
+/// creation-with-upload: the creation request's body, at offset 0 of the new upload. `ends`: the body is the whole
+/// upload (IETF `Upload-Complete: ?1`).
 pub async fn write_first(
     cx: &Context<'_>,
     upload: &Arc<Upload>,
     request: Request<Incoming>,
+    ends: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let checksum = request.headers().get(UPLOAD_CHECKSUM).and_then(|v| protocol::checksum(v).ok());
     let Ok(held) = upload.take().await else { return Ok(locked("the upload is busy\n")) };
-    write_body(cx, upload, held, request, checksum).await
+    write_body(cx, upload, held, request, (checksum, ends)).await
 }
 
 /// A deferred length, declared on a PATCH: fixed from then on. `Some` is the refusal.
@@ -130,7 +144,7 @@ async fn write_body(
     upload: &Arc<Upload>,
     mut held: Held,
     request: Request<Incoming>,
-    checksum: Option<Checksum>,
+    (checksum, ends): (Option<Checksum>, bool),
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let file = match held.writer.file.clone() {
         Some(file) => file,
@@ -203,10 +217,26 @@ async fn write_body(
     }
     synced.map_err(ProxyError::SpoolIo)?;
     let live = cx.dp.tus.stored(upload, offset);
-    drop(held);
     if !live {
         return Ok(plain(StatusCode::NOT_FOUND, "the upload was removed (expired or terminated)\n"));
     }
+    // IETF: an append that says it is the last fixes the length (it must agree with one declared before).
+    if ends && matches!(ended, Ended::Complete) {
+        match upload.info().length {
+            Some(length) if length != offset => {
+                drop(held);
+                let text = "Upload-Complete: ?1 where the upload's length says more is to come\n";
+                let mut response = plain(StatusCode::BAD_REQUEST, text);
+                response.headers_mut().insert(UPLOAD_OFFSET, number(offset));
+                return Ok(response);
+            }
+            _ => {}
+        }
+        if let Some(response) = set_length(cx, upload, offset)? {
+            return Ok(response);
+        }
+    }
+    drop(held);
     if !matches!(ended, Ended::Complete) {
         upload.interrupted.store(true, Ordering::Release);
     }
@@ -223,7 +253,7 @@ async fn write_body(
             Ok(response)
         }
         Ended::Complete if upload.is_complete() => Ok(final_answer(cx, upload).await),
-        Ended::Complete => Ok(progress_answer(upload)),
+        Ended::Complete => Ok(progress_answer(cx, upload)),
         Ended::Stopped => Ok(locked("another request took this upload over\n")),
         // As tusd does: a 5xx, so that a client still there retries (tus-js-client gives up on a 4xx) and resumes
         // from what was stored.
@@ -267,19 +297,28 @@ async fn sync(file: &Arc<File>) -> std::io::Result<()> {
 }
 
 /// `204` with the new offset (and the expiry).
-fn progress_answer(upload: &Upload) -> Response<ProxyBody> {
+fn progress_answer(cx: &Context<'_>, upload: &Upload) -> Response<ProxyBody> {
     let mut response = empty(StatusCode::NO_CONTENT);
     let h = response.headers_mut();
     h.insert(UPLOAD_OFFSET, number(upload.offset()));
     h.insert(protocol::UPLOAD_EXPIRES, expires_value(upload.info().expires_ms));
+    mark_complete(cx, &mut response, false);
     response
 }
 
 /// `409`: the client's offset is not the upload's; the answer says the upload's.
-fn mismatch(upload: &Upload) -> Response<ProxyBody> {
+fn mismatch(cx: &Context<'_>, upload: &Upload) -> Response<ProxyBody> {
     let mut response = plain(StatusCode::CONFLICT, "Upload-Offset does not match the upload's offset\n");
     response.headers_mut().insert(UPLOAD_OFFSET, number(upload.offset()));
+    mark_complete(cx, &mut response, upload.is_complete());
     response
+}
+
+/// IETF answers say whether the upload is complete (`Upload-Complete`).
+pub fn mark_complete(cx: &Context<'_>, response: &mut Response<ProxyBody>, complete: bool) {
+    if let super::Dialect::Ietf(_) = cx.dialect {
+        response.headers_mut().insert(protocol::UPLOAD_COMPLETE, protocol::sf_bool_value(complete));
+    }
 }
 
 pub fn locked(text: &'static str) -> Response<ProxyBody> {
@@ -293,10 +332,15 @@ pub fn locked(text: &'static str) -> Response<ProxyBody> {
 async fn final_answer(cx: &Context<'_>, upload: &Arc<Upload>) -> Response<ProxyBody> {
     delivery::start(cx.dp, upload);
     match upload.wait_outcome(cx.answer_wait()).await {
-        Some(outcome) => resource::outcome_response(upload, &outcome),
+        Some(outcome) => {
+            let mut response = resource::outcome_response(upload, &outcome);
+            mark_complete(cx, &mut response, true);
+            response
+        }
         None => {
-            let mut response = progress_answer(upload);
+            let mut response = progress_answer(cx, upload);
             response.headers_mut().insert(protocol::DELIVERY, http::HeaderValue::from_static("pending"));
+            mark_complete(cx, &mut response, true);
             response
         }
     }

@@ -22,6 +22,59 @@ pub const DELIVERY_STATUS: HeaderName = HeaderName::from_static("holdfast-delive
 /// `pending` on the answer to the last PATCH when the backend had not answered within `answerWaitMs`.
 pub const DELIVERY: HeaderName = HeaderName::from_static("holdfast-delivery");
 
+/// The IETF draft's fields (draft-ietf-httpbis-resumable-upload, interop versions 5 and 6: what tus-js-client's
+/// `ietf-draft-03` and `ietf-draft-05` protocols send).
+pub const UPLOAD_COMPLETE: HeaderName = HeaderName::from_static("upload-complete");
+pub const UPLOAD_DRAFT_INTEROP_VERSION: HeaderName = HeaderName::from_static("upload-draft-interop-version");
+pub const UPLOAD_LIMIT: HeaderName = HeaderName::from_static("upload-limit");
+/// The media type of an IETF append (interop version 6).
+pub const PARTIAL_UPLOAD: &str = "application/partial-upload";
+
+/// The resumable-upload protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// tus 1.0.0 (`Tus-Resumable`).
+    Tus,
+    /// The IETF draft at an interop version Holdfast speaks (`Upload-Draft-Interop-Version`: 5 or 6), without the
+    /// `104` responses of its optimistic mode (hyper cannot send them).
+    Ietf(u8),
+}
+
+/// The dialect of a request: tus when it says `Tus-Resumable: 1.0.0`, the IETF draft when it names an interop
+/// version spoken here; `None` for anything else (another tus version, an unknown interop version, neither).
+pub fn dialect(headers: &HeaderMap) -> Option<Dialect> {
+    if headers.get(&TUS_RESUMABLE).is_some_and(|v| v.as_bytes() == VERSION.as_bytes()) {
+        return Some(Dialect::Tus);
+    }
+    match headers.get(&UPLOAD_DRAFT_INTEROP_VERSION).map(|v| v.as_bytes()) {
+        Some(b"5") => Some(Dialect::Ietf(5)),
+        Some(b"6") => Some(Dialect::Ietf(6)),
+        _ => None,
+    }
+}
+
+/// A structured-field boolean (`?1`, `?0`), as `Upload-Complete` carries it.
+pub fn sf_boolean(headers: &HeaderMap, name: &HeaderName) -> Option<bool> {
+    match headers.get(name)?.as_bytes() {
+        b"?1" => Some(true),
+        b"?0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `?1` or `?0`.
+pub fn sf_bool_value(value: bool) -> HeaderValue {
+    HeaderValue::from_static(if value { "?1" } else { "?0" })
+}
+
+/// `Upload-Limit`: the largest upload, or `min-size=0` when there is no limit (the draft wants one member).
+pub fn upload_limit(max: u64) -> HeaderValue {
+    match max {
+        0 => HeaderValue::from_static("min-size=0"),
+        max => HeaderValue::from_str(&format!("max-size={max}")).expect("a number is a valid header value"),
+    }
+}
+
 /// The only version spoken.
 pub const VERSION: &str = "1.0.0";
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
@@ -55,11 +108,6 @@ pub fn integer(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, He
         return Err(not());
     }
     text.parse().map(Some).map_err(|_| not())
-}
-
-/// The request's tus version, if it says one (`Tus-Resumable`).
-pub fn resumable_version(headers: &HeaderMap) -> Option<&[u8]> {
-    headers.get(TUS_RESUMABLE).map(|v| v.as_bytes())
 }
 
 /// One `Upload-Metadata` pair: the key and its decoded value (`None` for a key without a value).

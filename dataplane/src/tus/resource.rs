@@ -61,6 +61,11 @@ pub fn head(cx: &Context<'_>, upload: &Arc<Upload>) -> Response<ProxyBody> {
         }
         Stage::Delivering => {}
     }
+    if let super::Dialect::Ietf(_) = cx.dialect {
+        let complete = upload.is_complete() || matches!(info.stage, Stage::Delivered(_));
+        super::patch::mark_complete(cx, &mut response, complete);
+        response.headers_mut().insert(protocol::UPLOAD_LIMIT, protocol::upload_limit(cx.max_size()));
+    }
     response
 }
 
