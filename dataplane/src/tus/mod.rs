@@ -18,6 +18,7 @@ mod registry;
 mod resource;
 pub mod store;
 mod upload;
+mod writeback;
 
 pub use delivery::resume_deliveries;
 pub use registry::{instance_name, now_ms, owner_of, Uploads};

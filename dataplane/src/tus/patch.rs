@@ -5,6 +5,7 @@
 use super::protocol::{self, Checksum, Hasher, OFFSET_OCTET_STREAM, UPLOAD_CHECKSUM, UPLOAD_LENGTH, UPLOAD_OFFSET};
 use super::store::Stage;
 use super::upload::{Held, Upload};
+use super::writeback::Writeback;
 use super::{delivery, empty, expires_value, number, plain, resource, Context, Dialect};
 use crate::error::{ProxyBody, ProxyError};
 use crate::exchange::Mode;
@@ -166,6 +167,7 @@ async fn write_body(
     let progress = cx.exchange.track(cx.dp, Mode::Resumable, declared);
     let mut body = request.into_body();
     let mut offset = start;
+    let mut writeback = Writeback::new(file.clone());
     let ended = loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, body.frame()) => frame,
@@ -199,6 +201,7 @@ async fn write_body(
             hasher.update(&data);
         }
         cx.dp.metrics.bytes_in.inc_by(data.len() as u64);
+        writeback.written(data.len() as u64);
         offset = end;
         progress.set_received(offset - start);
     };
@@ -211,7 +214,7 @@ async fn write_body(
         file.set_len(start).map_err(ProxyError::SpoolIo)?;
         offset = start;
     }
-    let synced = sync(&file).await;
+    let synced = writeback.finish().await;
     if checksum.is_some() {
         cx.dp.tus.store.end_checked(&upload.id).map_err(ProxyError::SpoolIo)?;
     }
@@ -288,12 +291,6 @@ fn append(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
 fn is_no_room(error: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(error.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge)
-}
-
-/// `fdatasync` on a blocking thread: the bytes are promised once it returns (tens of milliseconds for 64 MiB).
-async fn sync(file: &Arc<File>) -> std::io::Result<()> {
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || file.sync_data()).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// `204` with the new offset (and the expiry).
