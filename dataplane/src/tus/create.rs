@@ -1,7 +1,7 @@
 //! Creation (tus `creation`, `creation-defer-length`, `creation-with-upload`): the client's `POST` to the URL its
 //! file is for becomes an upload on the volume, and the answer's `Location` names it.
 
-use super::protocol::{self, HeaderError, OFFSET_OCTET_STREAM, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA};
+use super::protocol::{self, OFFSET_OCTET_STREAM, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA};
 use super::registry::{now_ms, CreateError};
 use super::store::{Info, Stage, Target};
 use super::{expires_value, patch, plain, Context, Dialect};
@@ -14,7 +14,7 @@ pub async fn create(cx: &Context<'_>, request: Request<Incoming>) -> Result<Resp
     let headers = request.headers();
     let length = match protocol::integer(headers, &UPLOAD_LENGTH) {
         Ok(length) => length,
-        Err(error) => return Ok(bad_request(&error)),
+        Err(error) => return Ok(super::bad_request(&error)),
     };
     // The IETF draft: the length is `Upload-Length`, or the body's when the creation carries it all
     // (`Upload-Complete: ?1`), or not known yet.
@@ -63,7 +63,7 @@ pub async fn create(cx: &Context<'_>, request: Request<Incoming>) -> Result<Resp
     }
     let metadata = match headers.get(UPLOAD_METADATA).map(protocol::metadata).transpose() {
         Ok(metadata) => metadata.unwrap_or_default(),
-        Err(error) => return Ok(bad_request(&error)),
+        Err(error) => return Ok(super::bad_request(&error)),
     };
     let Some(host) = forward::authority(request.uri(), headers).map(str::to_string) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "a creation needs a Host\n"));
@@ -124,12 +124,6 @@ pub async fn create(cx: &Context<'_>, request: Request<Incoming>) -> Result<Resp
         h.entry(protocol::UPLOAD_COMPLETE).or_insert(protocol::sf_bool_value(false));
     }
     Ok(response)
-}
-
-fn bad_request(error: &HeaderError) -> Response<ProxyBody> {
-    let mut response = plain(StatusCode::BAD_REQUEST, "");
-    *response.body_mut() = crate::error::full_body(format!("{error}\n"));
-    response
 }
 
 /// The fields the delivery carries: the creation request's credentials (`Authorization`, `Cookie`) and where it

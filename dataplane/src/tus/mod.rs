@@ -157,6 +157,13 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     response
 }
 
+/// `400` saying which header is wrong and how.
+pub fn bad_request(error: &protocol::HeaderError) -> Response<ProxyBody> {
+    let mut response = plain(StatusCode::BAD_REQUEST, "");
+    *response.body_mut() = crate::error::full_body(format!("{error}\n"));
+    response
+}
+
 /// An empty answer with `Tus-Resumable` (the `204`s of the protocol).
 pub fn empty(status: StatusCode) -> Response<ProxyBody> {
     let mut response = Response::new(crate::error::empty_body());

@@ -51,11 +51,7 @@ pub async fn patch(
     };
     let checksum = match headers.get(UPLOAD_CHECKSUM).map(protocol::checksum).transpose() {
         Ok(checksum) => checksum,
-        Err(error) => {
-            let mut response = plain(StatusCode::BAD_REQUEST, "");
-            *response.body_mut() = crate::error::full_body(format!("{error}\n"));
-            return Ok(response);
-        }
+        Err(error) => return Ok(super::bad_request(&error)),
     };
     let Ok(held) = upload.take().await else {
         return Ok(locked("another request is writing this upload; try again\n"));
