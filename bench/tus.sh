@@ -11,7 +11,8 @@
 # PASS/FAIL for the targets (on the median of the ratios of neighbouring runs):
 #   Holdfast tus <= 1.3 x plain POST through Holdfast;   Holdfast tus <= @tus/server.
 # Also, as (d), the volume's own time to write the file and fdatasync it (dd): the floor of what tus's durability
-# adds, since each PATCH's bytes are on the disk before its 204 and a Buffered body never leaves the page cache.
+# adds, since each PATCH's bytes are on the disk before its 204 and a Buffered body never leaves the page cache;
+# and, as (e), the tus upload through Holdfast with curl as the client (one PATCH per chunk): Holdfast's own share.
 #
 #   bash bench/tus.sh                         # builds target/dist only when it is missing (scripts/build-dist)
 #   BENCH_SKIP_BUILD=1 ROUNDS=5 bash bench/tus.sh
@@ -100,6 +101,7 @@ wait_line() {
 log "writing $SIZE_MIB MiB of random bytes"
 head -c "$SIZE" /dev/urandom >"$TMP/file"
 SHA=$(sha256sum "$TMP/file" | cut -d' ' -f1)
+mkdir -p "$TMP/chunks" && (cd "$TMP/chunks" && split -b "$CHUNK" -d -a 3 "$TMP/file" c)
 log "pre-faulting $((3 * SIZE_MIB)) MiB of page cache"
 head -c $((3 * SIZE)) /dev/zero >"$TMP/prefault.bin" && rm -f "$TMP/prefault.bin"
 
@@ -189,6 +191,31 @@ tus_upload() { # endpoint -> the driver's JSON line (or nothing after a timeout)
   timeout -k 5 "$RUN_TIMEOUT" "$TUS_NODE" "$CLIENTS/tusjs.mjs" --endpoint "$1" --file "$TMP/file" \
     --chunk-size "$CHUNK" --retry-delays none --metadata filename=bench.bin || true
 }
+# The same tus upload with curl as the client (one `curl -T` per 64 MiB chunk file, split once): Holdfast's own cost
+# of tus, without tus-js-client's. Prints a JSON line shaped like the driver's.
+curl_tus_upload() { # endpoint
+  python3 - "$1" "$TMP/chunks" "$SIZE" "$RUN_TIMEOUT" <<'EOF'
+import json, os, subprocess, sys, time
+endpoint, chunks, size, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+started = time.monotonic()
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "-H", "Tus-Resumable: 1.0.0", "-H", "Expect:", *args],
+                          capture_output=True, text=True, timeout=limit).stdout
+head = curl("-i", "-X", "POST", "-H", "Upload-Length: " + size, "-o", "-", endpoint)
+location = next((l.split(":", 1)[1].strip() for l in head.splitlines() if l.lower().startswith("location:")), None)
+if not location:
+    print(json.dumps({"error": "no Location: " + head[:200]}))
+    sys.exit(0)
+offset, status, body = 0, "", ""
+for name in sorted(os.listdir(chunks)):
+    path = os.path.join(chunks, name)
+    out = curl("-X", "PATCH", "-H", "Upload-Offset: %d" % offset, "-H", "Content-Type: application/offset+octet-stream",
+               "-T", path, "-w", "\n%{http_code}", "-o", "-", location)
+    body, _, status = out.rpartition("\n")
+    offset += os.path.getsize(path)
+print(json.dumps({"url": location, "status": int(status or 0), "body": body, "ms": (time.monotonic() - started) * 1000}))
+EOF
+}
 run() { # target -> "ok SECONDS" | "fail REASON"
   local line
   case $1 in
@@ -204,6 +231,7 @@ run() { # target -> "ok SECONDS" | "fail REASON"
       return
       ;;
     holdfast-tus) line=$(tus_upload "http://127.0.0.1:$HF_PORT/upload") ;;
+    holdfast-tus-curl) line=$(curl_tus_upload "http://127.0.0.1:$HF_PORT/upload") ;;
     reference) line=$(tus_upload "http://127.0.0.1:$REF_PORT/files") ;;
     plain)
       # -T streams the file with a Content-Length (--data-binary would read it all into memory first); no
@@ -220,7 +248,7 @@ run() { # target -> "ok SECONDS" | "fail REASON"
   judge "$1" "$line"
 }
 
-TARGETS=(holdfast-tus plain reference disk)
+TARGETS=(holdfast-tus plain reference disk holdfast-tus-curl)
 declare -A SECS RATIO
 FAILED=0
 for round in $(seq "$ROUNDS"); do
@@ -228,7 +256,7 @@ for round in $(seq "$ROUNDS"); do
   # Each round starts with the next target, so that none always runs right after another.
   k=$((round % ${#TARGETS[@]}))
   for t in "${TARGETS[@]:k}" "${TARGETS[@]:0:k}"; do
-    if [[ $t == holdfast-tus && -n $TUS_BROKEN ]]; then continue; fi
+    if [[ $t == holdfast-tus* && -n $TUS_BROKEN ]]; then continue; fi
     # The previous run's written pages reach the disk before this one starts, outside its time.
     timeout 120 sync || true
     read -r verdict detail < <(run "$t")
@@ -264,7 +292,7 @@ verdict() {
 }
 mibs() { if [[ $1 == - ]]; then echo "-"; else awk -v s="$1" -v m="$SIZE_MIB" 'BEGIN {printf "%.0f", m / s}'; fi; }
 m_tus=$(med "${SECS[holdfast-tus]:-}") m_plain=$(med "${SECS[plain]:-}") m_ref=$(med "${SECS[reference]:-}")
-m_disk=$(med "${SECS[disk]:-}")
+m_disk=$(med "${SECS[disk]:-}") m_curl=$(med "${SECS[holdfast-tus-curl]:-}")
 r_plain=$(med "${RATIO[tus_plain]:-}") r_ref=$(med "${RATIO[tus_ref]:-}")
 tusjs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$CLIENTS/node_modules/tus-js-client/package.json")
 tusserver=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$CLIENTS/node_modules/@tus/server/package.json")
@@ -276,6 +304,7 @@ printf '%-58s %10s %8s\n' "(a) tus through Holdfast (tus-js-client)" "$m_tus" "$
 printf '%-58s %10s %8s\n' "(b) plain POST through Holdfast (curl -T, Buffered)" "$m_plain" "$(mibs "$m_plain")"
 printf '%-58s %10s %8s\n' "(c) @tus/server + file store (tus-js-client)" "$m_ref" "$(mibs "$m_ref")"
 printf '%-58s %10s %8s\n' "(d) the volume: the file written and synced (dd fdatasync)" "$m_disk" "$(mibs "$m_disk")"
+printf '%-58s %10s %8s\n' "(e) tus through Holdfast, curl as the client (reported)" "$m_curl" "$(mibs "$m_curl")"
 printf '%-58s %10s  %s\n' "tus / plain, median of per-round ratios (target <= 1.3)" "$r_plain" "$(verdict "$r_plain" "<= 1.3")"
 printf '%-58s %10s  %s\n' "tus / @tus/server, median of per-round ratios (target <= 1)" "$r_ref" "$(verdict "$r_ref" "<= 1.0")"
 for t in "${TARGETS[@]}"; do echo "  $t seconds per round: ${SECS[$t]:-none}"; done

@@ -1,6 +1,6 @@
 //! Resumable uploads terminated at the ingress: tus 1.0.0 spoken to the client on routes whose policy has
 //! `resumable`, the upload kept on the spool volume ([`store`]) so that it survives a restart of the dataplane, and,
-//! once complete, delivered to the route's backend as one ordinary request with a `Content-Length` ([`delivery`]),
+//! once complete, delivered to the route's backend as one ordinary request with a `Content-Length` (`delivery`),
 //! through the same endpoint waiting and replay as any request. The backend never learns that the upload was
 //! resumable.
 //!

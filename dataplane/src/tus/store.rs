@@ -239,7 +239,8 @@ impl Store {
     }
 }
 
-/// Upload ids are made by [`crate::tus::new_id`]: letters, digits and `-`. Anything else in the directory is not ours.
+/// Upload ids are made by [`crate::tus::Uploads::new_id`]: letters, digits and `-`. Anything else in the directory
+/// is not ours.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
