@@ -238,7 +238,8 @@ async fn an_upload_survives_a_sigkill_of_the_dataplane_mid_patch() {
     first.child.start_kill().unwrap();
     first.child.wait().await.unwrap();
     drop(patch);
-    let second = DataplaneProcess::start(&spool, &snapshot_file, &[]).await;
+    // Under another name, as a Deployment's replacement pod is: the uploads on its volume are its own all the same.
+    let second = DataplaneProcess::start(&spool, &snapshot_file, &["--instance", "replacement-pod"]).await;
     // Same path and id, the new process's port.
     let url = format!("http://{}{}", second.addr, path_of(&url));
     let (status, head) =

@@ -104,8 +104,10 @@ pub async fn serve(mut cx: Context<'_>, request: Request<Incoming>) -> Result<Re
             _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "only POST creates an upload\n")),
         };
     };
-    // Another replica's upload (each keeps its own on its own volume): passed to its owner.
-    if owner_of(&id) != cx.dp.tus.instance() {
+    // Another replica's upload (each keeps its own on its own volume): passed to its owner. An upload on this
+    // volume is this dataplane's whatever name its id carries: a Deployment's pod gets a new name when it is
+    // replaced, and finds its predecessor's uploads on the claim it takes over.
+    if cx.dp.tus.get(&id).is_none() && owner_of(&id) != cx.dp.tus.instance() {
         return Ok(peer::forward(&cx, request, &method).await);
     }
     // The upload's URL must be the one it was created at (host and path): an id alone does not open another
