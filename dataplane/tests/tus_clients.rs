@@ -63,13 +63,11 @@ async fn tus_js_client_uploads_in_chunks_and_gets_the_backend_answer() {
     let resumable = json!({"metadataHeaders": {"title": "X-Upload-Title"}});
     let hf = Harness::start(Some(&tus_snapshot(upstream.addr, resumable)), 0).await;
     let (file, sha) = random_file(dir.path(), "photo.jpg", 5 * MB + 123, 1);
-    let result = tus_client::run(
+    let result = tus_client::upload(
         Client::TusJs,
-        &args(&[
-            "--endpoint",
-            &endpoint(hf.addr),
-            "--file",
-            file.to_str().unwrap(),
+        &endpoint(hf.addr),
+        file.to_str().unwrap(),
+        &[
             "--chunk-size",
             "1000000",
             "--metadata",
@@ -82,8 +80,7 @@ async fn tus_js_client_uploads_in_chunks_and_gets_the_backend_answer() {
             "secret=not-passed",
             "--header",
             "Authorization=Bearer t0k3n",
-        ]),
-        LIMIT,
+        ],
     )
     .await;
     assert_eq!(result["status"], 200, "the final PATCH carries the backend's answer: {result}");
@@ -123,13 +120,11 @@ async fn tuspy_uploads_with_checksums_and_a_wrong_one_gets_460() {
     let (file, sha) = random_file(dir.path(), "f.bin", 3 * MB, 2);
     let file = file.to_str().unwrap();
     for algorithm in ["sha1", "sha256"] {
-        let result = tus_client::run(
+        let result = tus_client::upload(
             Client::TusPy,
-            &args(&[
-                "--endpoint",
-                &endpoint(hf.addr),
-                "--file",
-                file,
+            &endpoint(hf.addr),
+            file,
+            &[
                 "--chunk-size",
                 "700000",
                 "--checksum",
@@ -137,20 +132,16 @@ async fn tuspy_uploads_with_checksums_and_a_wrong_one_gets_460() {
                 algorithm,
                 "--metadata",
                 "filename=f.bin",
-            ]),
-            LIMIT,
+            ],
         )
         .await;
         assert_eq!(result["status"], 200, "{algorithm}: {result}");
         let answer: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
         assert_eq!(answer["sha256"], sha.as_str());
     }
-    let bad = tus_client::run(
-        Client::TusPy,
-        &args(&["--endpoint", &endpoint(hf.addr), "--file", file, "--chunk-size", "700000", "--bad-checksum"]),
-        LIMIT,
-    )
-    .await;
+    let bad =
+        tus_client::upload(Client::TusPy, &endpoint(hf.addr), file, &["--chunk-size", "700000", "--bad-checksum"])
+            .await;
     assert_eq!(bad["status"], 460, "a wrong checksum: {bad}");
     // The refused chunk was discarded: the upload is still at 0.
     let url = bad["url"].as_str().expect("the upload was created");
@@ -169,31 +160,18 @@ async fn an_upload_resumes_after_the_client_connection_is_cut_mid_patch() {
     let hf = Harness::start(Some(&tus_snapshot(upstream.addr, json!({}))), 0).await;
     let (file, sha) = random_file(dir.path(), "f.bin", 12 * MB, 3);
     let file = file.to_str().unwrap();
-    let cut = tus_client::run(
+    let cut = tus_client::upload(
         Client::TusJs,
-        &args(&[
-            "--endpoint",
-            &endpoint(hf.addr),
-            "--file",
-            file,
-            "--chunk-size",
-            "8000000",
-            "--abort-after",
-            "5000000",
-        ]),
-        LIMIT,
+        &endpoint(hf.addr),
+        file,
+        &["--chunk-size", "8000000", "--abort-after", "5000000"],
     )
     .await;
     let url = cut["url"].as_str().expect("an upload URL").to_string();
     let kept = cut["serverOffset"].as_u64().expect("the server's offset after the cut");
     assert!(kept > 0 && kept < 12 * MB, "the bytes of the cut PATCH that arrived are kept: {cut}");
     assert!(upstream::deliveries(&deliveries).is_empty());
-    let resumed = tus_client::run(
-        Client::TusJs,
-        &args(&["--endpoint", &endpoint(hf.addr), "--file", file, "--upload-url", &url]),
-        LIMIT,
-    )
-    .await;
+    let resumed = tus_client::upload(Client::TusJs, &endpoint(hf.addr), file, &["--upload-url", &url]).await;
     assert_eq!(resumed["url"].as_str(), Some(url.as_str()), "the same upload, resumed: {resumed}");
     let answer: Value = serde_json::from_str(resumed["body"].as_str().unwrap()).unwrap();
     assert_eq!(answer["sha256"], sha.as_str());
@@ -246,12 +224,9 @@ async fn an_upload_survives_a_sigkill_of_the_dataplane_mid_patch() {
         raw(second.addr, &format!("HEAD {} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n", path_of(&url))).await;
     assert_eq!(status, 200, "{head}");
     assert_eq!(header_of(&head, "upload-offset"), "3000000", "what was stored before the kill is kept");
-    let resumed = tus_client::run(
-        Client::TusJs,
-        &args(&["--endpoint", &endpoint(second.addr), "--file", file.to_str().unwrap(), "--upload-url", &url]),
-        LIMIT,
-    )
-    .await;
+    let resumed =
+        tus_client::upload(Client::TusJs, &endpoint(second.addr), file.to_str().unwrap(), &["--upload-url", &url])
+            .await;
     assert_eq!(resumed["status"], 200, "{resumed}");
     let got = delivered(&deliveries, 1).await;
     assert_eq!(got.len(), 1);
@@ -300,19 +275,11 @@ async fn an_expired_upload_is_removed_and_the_client_starts_again() {
     let dp = DataplaneProcess::start(&spool, &snapshot_file, &["--resumable-sweep-interval", "200ms"]).await;
     let (file, sha) = random_file(dir.path(), "f.bin", 3 * MB, 6);
     let file = file.to_str().unwrap();
-    let stopped = tus_client::run(
+    let stopped = tus_client::upload(
         Client::TusJs,
-        &args(&[
-            "--endpoint",
-            &endpoint(dp.addr),
-            "--file",
-            file,
-            "--chunk-size",
-            "1000000",
-            "--stop-after",
-            "1000000",
-        ]),
-        LIMIT,
+        &endpoint(dp.addr),
+        file,
+        &["--chunk-size", "1000000", "--stop-after", "1000000"],
     )
     .await;
     let url = stopped["url"].as_str().unwrap().to_string();
@@ -321,12 +288,7 @@ async fn an_expired_upload_is_removed_and_the_client_starts_again() {
     wait_for_files(&spool, &[]).await;
     let (status, _) = raw(dp.addr, &format!("HEAD {} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n", path_of(&url))).await;
     assert_eq!(status, 404, "an expired upload is gone");
-    let again = tus_client::run(
-        Client::TusJs,
-        &args(&["--endpoint", &endpoint(dp.addr), "--file", file, "--upload-url", &url]),
-        LIMIT,
-    )
-    .await;
+    let again = tus_client::upload(Client::TusJs, &endpoint(dp.addr), file, &["--upload-url", &url]).await;
     assert_eq!(again["status"], 200, "{again}");
     assert_ne!(again["url"].as_str(), Some(url.as_str()), "a new upload");
     let answer: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
@@ -340,20 +302,11 @@ async fn a_terminated_upload_leaves_nothing_behind() {
     let upstream = UpstreamProcess::start("127.0.0.1:0", &deliveries, &[]).await;
     let hf = Harness::start(Some(&tus_snapshot(upstream.addr, json!({}))), 0).await;
     let (file, _) = random_file(dir.path(), "f.bin", 3 * MB, 7);
-    let result = tus_client::run(
+    let result = tus_client::upload(
         Client::TusJs,
-        &args(&[
-            "--endpoint",
-            &endpoint(hf.addr),
-            "--file",
-            file.to_str().unwrap(),
-            "--chunk-size",
-            "1000000",
-            "--stop-after",
-            "1000000",
-            "--terminate",
-        ]),
-        LIMIT,
+        &endpoint(hf.addr),
+        file.to_str().unwrap(),
+        &["--chunk-size", "1000000", "--stop-after", "1000000", "--terminate"],
     )
     .await;
     let url = result["url"].as_str().expect("an upload URL");
@@ -375,12 +328,9 @@ async fn two_clients_patching_one_upload_never_corrupt_it() {
     let hf = Harness::start(Some(&tus_snapshot(upstream.addr, json!({}))), 0).await;
     let (file, sha) = random_file(dir.path(), "f.bin", 16 * MB, 8);
     let file = file.to_str().unwrap().to_string();
-    let first = tus_client::run(
-        Client::TusJs,
-        &args(&["--endpoint", &endpoint(hf.addr), "--file", &file, "--chunk-size", "1000000", "--stop-after", "1"]),
-        LIMIT,
-    )
-    .await;
+    let first =
+        tus_client::upload(Client::TusJs, &endpoint(hf.addr), &file, &["--chunk-size", "1000000", "--stop-after", "1"])
+            .await;
     let url = first["url"].as_str().unwrap().to_string();
     let resume = |retries: &'static str| {
         let args = args(&[
@@ -438,13 +388,11 @@ async fn tus_js_client_speaking_the_ietf_draft_uploads_and_resumes() {
     let (file, sha) = random_file(dir.path(), "clip.mp4", 6 * MB, 11);
     let file = file.to_str().unwrap();
     for (n, protocol) in ["ietf-draft-03", "ietf-draft-05"].into_iter().enumerate() {
-        let cut = tus_client::run(
+        let cut = tus_client::upload(
             Client::TusJs,
-            &args(&[
-                "--endpoint",
-                &endpoint(hf.addr),
-                "--file",
-                file,
+            &endpoint(hf.addr),
+            file,
+            &[
                 "--protocol",
                 protocol,
                 "--chunk-size",
@@ -453,16 +401,16 @@ async fn tus_js_client_speaking_the_ietf_draft_uploads_and_resumes() {
                 "filetype=video/mp4",
                 "--abort-after",
                 "2500000",
-            ]),
-            LIMIT,
+            ],
         )
         .await;
         let url = cut["url"].as_str().unwrap_or_else(|| panic!("{protocol}: {cut}")).to_string();
         assert!(cut["serverOffset"].as_u64() > Some(0), "{protocol}: the cut append kept its bytes: {cut}");
-        let done = tus_client::run(
+        let done = tus_client::upload(
             Client::TusJs,
-            &args(&["--endpoint", &endpoint(hf.addr), "--file", file, "--protocol", protocol, "--upload-url", &url]),
-            LIMIT,
+            &endpoint(hf.addr),
+            file,
+            &["--protocol", protocol, "--upload-url", &url],
         )
         .await;
         assert_eq!(done["status"], 200, "{protocol}: {done}");
@@ -504,10 +452,11 @@ async fn an_upload_is_continued_through_another_replica_and_survives_its_owner_r
     }
     let (file, sha) = random_file(dir.path(), "f.bin", 4 * MB, 10);
     let file = file.to_str().unwrap();
-    let started = tus_client::run(
+    let started = tus_client::upload(
         Client::TusJs,
-        &args(&["--endpoint", &endpoint(a.addr), "--file", file, "--chunk-size", "1000000", "--stop-after", "1000000"]),
-        LIMIT,
+        &endpoint(a.addr),
+        file,
+        &["--chunk-size", "1000000", "--stop-after", "1000000"],
     )
     .await;
     let path = path_of(started["url"].as_str().unwrap());
@@ -515,21 +464,11 @@ async fn an_upload_is_continued_through_another_replica_and_survives_its_owner_r
     assert!(id.starts_with("holdfast-0-"), "the id names its owner: {id}");
     // Continued through the other replica, which passes it to its owner.
     let via_b = format!("http://{}{path}", b.addr);
-    let more = tus_client::run(
+    let more = tus_client::upload(
         Client::TusJs,
-        &args(&[
-            "--endpoint",
-            &endpoint(b.addr),
-            "--file",
-            file,
-            "--chunk-size",
-            "1000000",
-            "--upload-url",
-            &via_b,
-            "--stop-after",
-            "2000000",
-        ]),
-        LIMIT,
+        &endpoint(b.addr),
+        file,
+        &["--chunk-size", "1000000", "--upload-url", &via_b, "--stop-after", "2000000"],
     )
     .await;
     assert_eq!(more["offset"], 2_000_000, "{more}");
@@ -553,12 +492,7 @@ async fn an_upload_is_continued_through_another_replica_and_survives_its_owner_r
     for admin in [a.admin, b.admin] {
         assert_eq!(push(admin, &tell_peers(3, a.addr, b.addr)).await.0, 200);
     }
-    let done = tus_client::run(
-        Client::TusJs,
-        &args(&["--endpoint", &endpoint(b.addr), "--file", file, "--upload-url", &via_b]),
-        LIMIT,
-    )
-    .await;
+    let done = tus_client::upload(Client::TusJs, &endpoint(b.addr), file, &["--upload-url", &via_b]).await;
     assert_eq!(done["status"], 200, "{done}");
     let got = delivered(&deliveries, 1).await;
     assert_eq!(got.len(), 1);

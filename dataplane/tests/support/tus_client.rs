@@ -67,6 +67,13 @@ pub async fn run(client: Client, args: &[String], limit: Duration) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{client:?} printed {line}: {e}"))
 }
 
+/// One upload of `file` to the creation URL `endpoint` with `client` and more options, within two minutes.
+pub async fn upload(client: Client, endpoint: &str, file: &str, more: &[&str]) -> Value {
+    let mut all = vec!["--endpoint", endpoint, "--file", file];
+    all.extend_from_slice(more);
+    run(client, &args(&all), Duration::from_secs(120)).await
+}
+
 /// Arguments from string slices.
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
