@@ -95,10 +95,7 @@ pub fn upstream_head(
     // TE is hop-by-hop: only its `trailers` is passed on. Looked up only when the head has hop-by-hop fields at all,
     // which most requests have not (a lookup costs a hash).
     let te_trailers = has_hop_by_hop(&headers) && has_token(&headers, header::TE, "trailers");
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
-        None => Some(client.ip.clone()),
-    };
+    let forwarded_for = forwarded_for(&headers, client);
     remove_hop_by_hop(&mut headers);
     // Most requests carry none of the fields Holdfast replaces: one pass over the names spares the hashed removals.
     if headers.keys().any(|name| REPLACED.contains(name)) {
@@ -127,6 +124,14 @@ pub fn upstream_head(
         te_trailers,
     };
     RequestHead { method, uri, headers, added }
+}
+
+/// `X-Forwarded-For` as the next hop gets it: the client's chain with this client's address appended.
+pub fn forwarded_for(headers: &HeaderMap, client: &ClientInfo) -> Option<HeaderValue> {
+    match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {}", client.addr.ip())).ok(),
+        None => Some(client.ip.clone()),
+    }
 }
 
 /// The client's fields that Holdfast removes or sets itself (`Host` only when it comes from elsewhere).

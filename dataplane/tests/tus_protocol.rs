@@ -579,14 +579,7 @@ async fn a_patch_cut_short_keeps_what_arrived_and_the_next_one_resumes() {
     })
     .await;
     let reply = patch(dp.addr, &target, 40_000, &bytes[40_000..], &[]).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}
-{}",
-        reply.head,
-        reply.text()
-    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, reply.text());
     assert_eq!(reply.json()["sha256"], sha256(&bytes));
     assert_eq!(dp.dp.metrics.resumable.resumptions.get(), 1, "resumable_resumptions");
 }
@@ -604,14 +597,7 @@ async fn a_patch_idle_past_client_body_ms_keeps_what_arrived() {
     assert_eq!(status, 500, "an idle body ends the PATCH: {answer}");
     assert_offset(&dp, &target, 40_000).await;
     let reply = patch(dp.addr, &target, 40_000, &bytes[40_000..], &[]).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}
-{}",
-        reply.head,
-        reply.text()
-    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, reply.text());
     assert_eq!(reply.json()["sha256"], sha256(&bytes));
 }
 

@@ -19,7 +19,7 @@ pub use resumable::{
     DEFAULT_OUTCOME_RETENTION_MS,
 };
 pub use upstream::{UpstreamProtocol, UpstreamTls};
-pub use validate::{valid_host, SnapshotError, MAX_MEMORY_BUFFER};
+pub use validate::{is_token, valid_host, SnapshotError, MAX_MEMORY_BUFFER};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

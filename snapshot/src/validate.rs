@@ -218,8 +218,8 @@ fn validate_resumable(r: &crate::Resumable) -> Result<(), (&'static str, &'stati
     Ok(())
 }
 
-/// An RFC 9110 token: what a field name is made of.
-fn is_token(s: &str) -> bool {
+/// An RFC 9110 token: what a field name (and a media type's parts) is made of.
+pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 

@@ -146,12 +146,9 @@ fn delivery_fields(
             keep(&mut fields, name.as_str(), value);
         }
     }
-    let client_ip = cx.client.addr.ip().to_string();
-    let forwarded_for = match headers.get(forward::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client_ip}"),
-        None => client_ip,
-    };
-    fields.push((forward::X_FORWARDED_FOR.to_string(), forwarded_for));
+    if let Some(forwarded_for) = forward::forwarded_for(headers, cx.client) {
+        keep(&mut fields, forward::X_FORWARDED_FOR.as_str(), &forwarded_for);
+    }
     // The IETF draft's creation request carries the representation's own type; tus's carries it as metadata.
     let representation = match cx.dialect {
         Dialect::Ietf(_) => headers

@@ -51,12 +51,7 @@ pub async fn forward(cx: &Context<'_>, mut request: Request<Incoming>, method: &
     let instance = HeaderValue::from_str(cx.dp.tus.instance()).unwrap_or(HeaderValue::from_static("unnamed"));
     request.headers_mut().insert(PASSED_BY, instance);
     // The owner sees the client's address where the creation would have: in X-Forwarded-For.
-    let ip = cx.client.addr.ip().to_string();
-    let forwarded = match request.headers().get(crate::forward::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {ip}"),
-        None => ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+    if let Some(value) = crate::forward::forwarded_for(request.headers(), cx.client) {
         request.headers_mut().insert(crate::forward::X_FORWARDED_FOR, value);
     }
     if request.headers().get("x-forwarded-proto").is_none() {

@@ -2,6 +2,7 @@
 //! (`Upload-Metadata`, `Upload-Checksum`, lengths and offsets). Nothing here touches the disk or the network.
 
 use base64::Engine;
+use holdfast_snapshot::is_token;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Digest;
 
@@ -261,11 +262,6 @@ pub fn content_disposition(filename: &str) -> Option<HeaderValue> {
         }
     }
     HeaderValue::from_str(&value).ok()
-}
-
-/// An RFC 9110 token.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Metadata passed to the backend as a field (`metadataHeaders`) must be a valid field value: printable text only.
