@@ -5,7 +5,12 @@
 mod resumable;
 
 use holdfast_crds::{parse_bytes, parse_duration, DurationError, QuantityError, ReplayFailure, UploadPolicySpec};
-use holdfast_snapshot::{BodyMode, Policy, Resumable, SnapshotError};
+use holdfast_snapshot::{
+    BodyMode, Policy, Resumable, SnapshotError, MIN_RATE_WINDOW_CEILING_MS, MIN_RATE_WINDOW_FLOOR_MS,
+};
+
+/// The dataplane's bounds of `minBodyRate.windowMs`, in the user's units.
+const WINDOW_BOUNDS: &str = "must be between 100ms and 1h";
 
 /// A spec or annotation field that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ pub struct PolicyOverrides {
     pub upstream_send_ms: Option<u64>,
     pub upstream_read_ms: Option<u64>,
     pub tunnel_idle_ms: Option<u64>,
+    /// `minBodyRate.bytesPerSecond` (0: off) and `minBodyRate.window`, each on its own: a policy that sets only the
+    /// window keeps the rate of the layer below.
+    pub min_bytes_per_second: Option<u64>,
+    pub min_rate_window_ms: Option<u64>,
     /// Only an UploadPolicy sets it, and whole: its `resumable` section with the snapshot's defaults filled in.
     pub resumable: Option<Resumable>,
 }
@@ -85,6 +94,16 @@ impl PolicyOverrides {
         o.upstream_send_ms = millis("spec.timeouts.upstreamSendTimeout", &t.upstream_send_timeout, &mut errors);
         o.upstream_read_ms = millis("spec.timeouts.upstreamReadTimeout", &t.upstream_read_timeout, &mut errors);
         o.tunnel_idle_ms = millis("spec.timeouts.tunnelIdleTimeout", &t.tunnel_idle_timeout, &mut errors);
+        let rate = spec.min_body_rate.clone().unwrap_or_default();
+        if let Some(bytes) = rate.bytes_per_second {
+            let bytes = u64::try_from(bytes).map_err(|_| FieldProblem::Invalid("must not be negative"));
+            o.min_bytes_per_second = keep("spec.minBodyRate.bytesPerSecond", bytes, &mut errors);
+        }
+        o.min_rate_window_ms = millis("spec.minBodyRate.window", &rate.window, &mut errors).and_then(|ms| {
+            let bounds = MIN_RATE_WINDOW_FLOOR_MS..=MIN_RATE_WINDOW_CEILING_MS;
+            let ms = Some(ms).filter(|ms| bounds.contains(ms)).ok_or(FieldProblem::Invalid(WINDOW_BOUNDS));
+            keep("spec.minBodyRate.window", ms, &mut errors)
+        });
         o.resumable = spec.resumable.as_ref().and_then(|r| resumable::from_spec(r, &mut errors));
         if let Err(problem) = o.check() {
             errors.push(FieldError { field: "spec".to_string(), problem });
@@ -111,6 +130,8 @@ impl PolicyOverrides {
         set(&mut policy.timeouts.upstream_send_ms, self.upstream_send_ms);
         set(&mut policy.timeouts.upstream_read_ms, self.upstream_read_ms);
         set(&mut policy.timeouts.tunnel_idle_ms, self.tunnel_idle_ms);
+        set(&mut policy.min_body_rate.bytes_per_second, self.min_bytes_per_second);
+        set(&mut policy.min_body_rate.window_ms, self.min_rate_window_ms);
         if let Some(resumable) = &self.resumable {
             policy.resumable = Some(resumable.clone());
         }
@@ -161,7 +182,7 @@ fn keep<T>(field: &str, result: Result<T, FieldProblem>, errors: &mut Vec<FieldE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdfast_crds::{ReplaySpec, TimeoutsSpec};
+    use holdfast_crds::{MinBodyRateSpec, ReplaySpec, TimeoutsSpec};
 
     fn spec() -> UploadPolicySpec {
         UploadPolicySpec::default()
@@ -199,6 +220,33 @@ mod tests {
         assert_eq!(p.timeouts.upstream_connect_ms, 250);
         assert_eq!(p.timeouts.upstream_read_ms, 300_000);
         assert_eq!(p.timeouts.tunnel_idle_ms, 7_200_000);
+        assert_eq!(p.min_body_rate, holdfast_snapshot::MinBodyRate::default(), "unset: the snapshot's default");
+    }
+
+    #[test]
+    fn min_body_rate_fields_override_one_by_one_and_zero_turns_it_off() {
+        let with = |bytes_per_second: Option<i64>, window: Option<&str>| {
+            let min_body_rate = Some(MinBodyRateSpec { bytes_per_second, window: window.map(String::from) });
+            PolicyOverrides::from_spec(&UploadPolicySpec { min_body_rate, ..spec() })
+        };
+        let mut p = Policy::default();
+        with(Some(2048), Some("30s")).unwrap().apply_to(&mut p);
+        assert_eq!((p.min_body_rate.bytes_per_second, p.min_body_rate.window_ms), (2048, 30_000));
+        // Only the window: the rate of the layer below stays.
+        with(None, Some("1m30s")).unwrap().apply_to(&mut p);
+        assert_eq!((p.min_body_rate.bytes_per_second, p.min_body_rate.window_ms), (2048, 90_000));
+        with(Some(0), None).unwrap().apply_to(&mut p);
+        assert!(p.min_body_rate.is_off());
+        for (bytes, window, says) in [
+            (Some(-1), None, "spec.minBodyRate.bytesPerSecond: must not be negative"),
+            (None, Some("50ms"), "spec.minBodyRate.window: must be between 100ms and 1h"),
+            (None, Some("2h"), "spec.minBodyRate.window: must be between 100ms and 1h"),
+            (None, Some("soon"), "spec.minBodyRate.window: duration \"soon\""),
+            (Some(1 << 31), None, "minBodyRate.bytesPerSecond must be at most"),
+        ] {
+            let errors: Vec<String> = with(bytes, window).unwrap_err().iter().map(|e| e.to_string()).collect();
+            assert!(errors.iter().any(|e| e.contains(says)), "{errors:?} should say {says:?}");
+        }
     }
 
     #[test]

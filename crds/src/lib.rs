@@ -11,8 +11,8 @@ mod upload_policy;
 pub use duration::{parse_duration, DurationError};
 pub use quantity::{parse_bytes, QuantityError};
 pub use upload_policy::{
-    BodyMode, DeliveryMethod, ReplayFailure, ReplaySpec, ResumableProtocol, ResumableSpec, TargetKind, TargetRef,
-    TimeoutsSpec, UploadPolicy, UploadPolicySpec, UploadPolicyStatus,
+    BodyMode, DeliveryMethod, MinBodyRateSpec, ReplayFailure, ReplaySpec, ResumableProtocol, ResumableSpec, TargetKind,
+    TargetRef, TimeoutsSpec, UploadPolicy, UploadPolicySpec, UploadPolicyStatus,
 };
 
 use kube::CustomResourceExt;

@@ -10,7 +10,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod min_rate;
 mod resumable;
+pub use min_rate::MinBodyRateSpec;
 pub use resumable::{DeliveryMethod, ResumableProtocol, ResumableSpec};
 
 /// A Kubernetes quantity of bytes such as `10Gi`, `512Mi` or `1G`. Kept in step with [`crate::parse_bytes`].
@@ -66,6 +68,14 @@ pub struct UploadPolicySpec {
     /// Timeouts of the client and upstream sides of a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsSpec>,
+    /// The least a request body must be sent at and a response body read at. Each `window` spent waiting for the
+    /// client must move at least `bytesPerSecond × window` bytes: a request body sent slower gets 408 (its stored part
+    /// is removed), a client reading a response slower has its connection closed. Time Holdfast itself spends not
+    /// reading (a slow upstream holding the body back) does not count against the client. `clientBodyTimeout` still
+    /// applies. Default: 500 bytes per second over `60s`, which never cuts a phone on a 2G network (4-12 KB/s) that
+    /// stalls for 20s while it changes cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_body_rate: Option<MinBodyRateSpec>,
     /// Resumable uploads (tus): when present, Holdfast itself speaks tus to clients on the targeted routes, so that an
     /// upload broken off by the network resumes where it stopped. A client creates an upload by sending the tus
     /// creation request (a `POST` with `Tus-Resumable`) to the very URL it would have posted the file to, then sends

@@ -8,11 +8,16 @@
 //! Units are explicit in field names (`…Bytes`, `…Ms`) because JSON has no quantities or durations; the controller
 //! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
 
+mod min_rate;
 mod policy;
 mod resumable;
 mod upstream;
 mod validate;
 
+pub use min_rate::{
+    MinBodyRate, DEFAULT_MIN_BYTES_PER_SECOND, DEFAULT_MIN_RATE_WINDOW_MS, MAX_MIN_BYTES_PER_SECOND,
+    MIN_RATE_WINDOW_CEILING_MS, MIN_RATE_WINDOW_FLOOR_MS,
+};
 pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
 pub use resumable::{
     DeliveryMethod, Resumable, ResumableProtocol, DEFAULT_ANSWER_WAIT_MS, DEFAULT_EXPIRES_AFTER_MS,

@@ -3,6 +3,7 @@
 //! Every field has a default, so `{}` is a complete policy. The defaults are the ones documented for the
 //! `UploadPolicy` custom resource and match nginx's where nginx has an equivalent.
 
+use crate::MinBodyRate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -29,6 +30,10 @@ pub struct Policy {
     pub mode: BodyMode,
     pub replay: ReplayPolicy,
     pub timeouts: Timeouts,
+    /// The least a request body must send and a response body must be read at (408, or the connection closed).
+    /// Left out when it is the default, for dataplanes older than this field.
+    #[serde(skip_serializing_if = "MinBodyRate::is_default")]
+    pub min_body_rate: MinBodyRate,
     /// What a client that shuts down its write side after a complete request gets.
     pub half_close: HalfClose,
     /// What happens to the delivery when the client goes away.
@@ -129,6 +134,7 @@ impl Default for Policy {
             mode: BodyMode::Buffered,
             replay: ReplayPolicy::default(),
             timeouts: Timeouts::default(),
+            min_body_rate: MinBodyRate::default(),
             half_close: HalfClose::Respond,
             client_abort: ClientAbort::Cancel,
             error_pages: BTreeMap::new(),

@@ -187,6 +187,7 @@ fn validate_policy(name: &str, policy: &Policy) -> Result<(), SnapshotError> {
             return bad(field, "must be greater than 0");
         }
     }
+    policy.min_body_rate.check().or_else(|(field, reason)| bad(field, reason))?;
     if let Some(resumable) = &policy.resumable {
         validate_resumable(resumable).or_else(|(field, reason)| bad(field, reason))?;
     }
@@ -312,6 +313,15 @@ mod tests {
             ),
             (r#"{"version": 1, "policies": {"p": {"halfClose": "Ignore"}}}"#, "unknown variant `Ignore`"),
             (r#"{"version": 1, "policies": {"p": {"timeouts": {"tunnelIdleMs": 0}}}}"#, "tunnelIdleMs"),
+            (
+                r#"{"version": 1, "policies": {"p": {"minBodyRate": {"bytesPerSecond": 10, "windowMs": 0}}}}"#,
+                "minBodyRate.windowMs must be between 100 ms and 1 h",
+            ),
+            (
+                r#"{"version": 1, "policies": {"p": {"minBodyRate": {"bytesPerSecond": 2000000000}}}}"#,
+                "minBodyRate.bytesPerSecond must be at most",
+            ),
+            (r#"{"version": 1, "policies": {"p": {"minBodyRate": {"perSecond": 1}}}}"#, "unknown field `perSecond`"),
             (r#"{"version": 1, "backends": {"b": {"protocol": "Http3"}}}"#, "unknown variant `Http3`"),
             (r#"{"version": 1, "backends": {"b": {"tls": {}}}}"#, "missing field `serverName`"),
             (r#"{"version": 1, "backends": {"b": {"tls": {"serverName": "a b"}}}}"#, "neither a DNS name"),
@@ -379,6 +389,23 @@ mod tests {
             assert!(error.contains(says), "{bad}: {error}");
         }
         assert!(with(r#"{"protocol": "Ietf"}"#).is_err());
+    }
+
+    #[test]
+    fn min_body_rate_is_the_default_when_absent_off_at_zero_and_left_out_when_default() {
+        // A snapshot from a controller older than the field: the default floor applies.
+        let s = parse(r#"{"version": 1, "policies": {"p": {}}}"#).unwrap();
+        assert_eq!(s.policies["p"].min_body_rate, crate::MinBodyRate { bytes_per_second: 500, window_ms: 60_000 });
+        assert_eq!(s.policies["p"].min_body_rate.bytes_per_window(), 30_000);
+        // Written back, the default is left out so that older dataplanes (which refuse unknown fields) take it.
+        assert!(!serde_json::to_string(&s).unwrap().contains("minBodyRate"));
+        let s = parse(r#"{"version": 1, "policies": {"p": {"minBodyRate": {"bytesPerSecond": 0, "windowMs": 0}}}}"#)
+            .unwrap();
+        assert!(s.policies["p"].min_body_rate.is_off());
+        let s = parse(r#"{"version": 1, "policies": {"p": {"minBodyRate": {"windowMs": 2000}}}}"#).unwrap();
+        let rate = s.policies["p"].min_body_rate;
+        assert_eq!((rate.bytes_per_second, rate.bytes_per_window()), (500, 1000));
+        assert_eq!(parse(&serde_json::to_string(&s).unwrap()).unwrap(), s);
     }
 
     #[test]

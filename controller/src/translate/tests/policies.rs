@@ -148,3 +148,28 @@ fn policy_that_was_never_valid_is_not_in_force() {
         accepted.message.contains("spec.timeouts.upstreamReadTimeout") && accepted.message.contains("not in force")
     );
 }
+
+#[test]
+fn min_body_rate_flows_from_the_upload_policy_to_the_snapshot_and_bad_values_are_reported() {
+    let mut index = base_index();
+    add(&mut index, mk_ingress("default", "up", json!({"rules": [rule("", "/", "Prefix", "web", json!(80))]})));
+    let t = run(&index);
+    let defaults = t.snapshot.policies["default"].min_body_rate;
+    assert_eq!((defaults.bytes_per_second, defaults.window_ms), (500, 60_000));
+
+    let target = json!([{"kind": "Ingress", "name": "up"}]);
+    let spec = json!({"targetRefs": target, "minBodyRate": {"bytesPerSecond": 4096, "window": "20s"}});
+    add(&mut index, mk_policy("default", "p", spec));
+    let t = run(&index);
+    let rate = t.snapshot.policies["default/p"].min_body_rate;
+    assert_eq!((rate.bytes_per_second, rate.window_ms), (4096, 20_000));
+
+    // A bad edit is reported in the status and the previous valid rate stays in force.
+    let spec = json!({"targetRefs": target, "minBodyRate": {"bytesPerSecond": 4096, "window": "10ms"}});
+    add(&mut index, mk_policy("default", "p", spec));
+    let t = run(&index);
+    assert_eq!(t.snapshot.policies["default/p"].min_body_rate.window_ms, 20_000);
+    let accepted = &t.report.policies[&key("default", "p")].accepted;
+    assert!(!accepted.status);
+    assert!(accepted.message.contains("spec.minBodyRate.window: must be between 100ms and 1h"), "{}", accepted.message);
+}
