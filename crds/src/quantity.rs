@@ -88,11 +88,17 @@ impl ScaleError {
 
 /// Computes `whole.frac * multiplier * 10^exponent` exactly, in integers, so "1.5Gi" is exact and "0.1" is refused.
 fn scale(whole: &str, frac: &str, multiplier: u128, exponent: u32) -> Result<u64, ScaleError> {
-    let digits = format!("{whole}{frac}");
+    // Zeros that do not change the value (leading ones, trailing ones after the point) do not count towards the
+    // 30 digits a u128 holds with room to scale.
+    let frac = frac.trim_end_matches('0');
+    let digits = format!("{}{frac}", whole.trim_start_matches('0'));
     if digits.len() > 30 {
         return Err(ScaleError::Overflow);
     }
-    let mantissa: u128 = digits.parse().map_err(|_| ScaleError::Overflow)?;
+    let mantissa: u128 = match digits.as_str() {
+        "" => 0,
+        digits => digits.parse().map_err(|_| ScaleError::Overflow)?,
+    };
     let numerator = mantissa
         .checked_mul(multiplier)
         .and_then(|n| n.checked_mul(10u128.checked_pow(exponent)?))
@@ -125,6 +131,8 @@ mod tests {
             (" 7 ", 7),
             ("+8", 8),
             (".5k", 500),
+            ("0000000000000000000000000000000000004589", 4589),
+            ("1.0000000000000000000000000000000000Ki", 1024),
         ];
         for (input, bytes) in cases {
             assert_eq!(parse_bytes(input), Ok(bytes), "{input}");
