@@ -19,6 +19,9 @@ pub enum ProxyError {
     NoRoute { host: String, path: String },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request's host fields or target, refused before routing (400, 414).
+    #[error(transparent)]
+    Target(#[from] crate::route::TargetError),
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("the client sent no body bytes for {0:?}")]
@@ -64,6 +67,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
+            ProxyError::Target(error) => error.status(),
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::SpoolFull { .. } | ProxyError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -80,6 +84,7 @@ impl ProxyError {
         matches!(
             self,
             ProxyError::BadRequest(_)
+                | ProxyError::Target(_)
                 | ProxyError::BodyTooLarge { .. }
                 | ProxyError::ClientBodyTimeout(_)
                 | ProxyError::ClientAborted

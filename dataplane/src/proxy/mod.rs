@@ -34,7 +34,7 @@ pub async fn handle(
     client: ClientInfo,
     conn: Arc<ConnState>,
     max_requests: u32,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ClientBody>, Infallible> {
     let request_id = forward::request_id(request.headers());
     let version = request.version();
@@ -44,8 +44,11 @@ pub async fn handle(
     if version == Version::HTTP_2 {
         conn.mark_http2();
     }
+    // Before routing: the host fields are checked and the path put in normal form, in the request itself, so that
+    // the route and the upstream (tus and tunnels too) see the same host and path.
+    let prepared = crate::route::prepare(&mut request).map_err(ProxyError::from);
     let host = host_of(forward::authority(request.uri(), request.headers()).unwrap_or(""));
-    let route = find_route(&dp, host, request.uri().path());
+    let route = prepared.and_then(|()| find_route(&dp, host, request.uri().path()));
     // Cloning a `Uri` or a `Method` shares their bytes rather than copying them.
     let head = Head {
         id: request_id.clone(),

@@ -4,15 +4,22 @@
 //! DNS label, then the rules without a host. Within the group the longest path wins, and `Exact` beats `Prefix` for
 //! the same path. Like nginx's server blocks, a host that matched a group does not fall through to another group;
 //! when its paths do not match, the default backend answers, and without one the request gets 404.
+//!
+//! Before a request is routed, `target` checks its host fields and puts its path in normal form (`normalize`); rule
+//! paths are compiled in the same form, so that they are compared like with like.
 
+mod normalize;
 mod path;
+mod target;
 
 use crate::metrics::route::{RouteFamilies, RouteLabels, RouteMetrics};
 use holdfast_snapshot::{PathType, Policy, RouteTarget, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use normalize::{normalize_path, PathError};
 pub use path::{normalize_prefix, prefix_matches};
+pub use target::{prepare, TargetError, MAX_TARGET_BYTES};
 
 /// What a request was routed to.
 #[derive(Debug)]
@@ -73,7 +80,9 @@ impl RouteTable {
             let mut group = PathGroup::default();
             for p in &rule.paths {
                 let exact = p.path_type == PathType::Exact;
-                let path = if exact { p.path.clone() } else { normalize_prefix(&p.path).to_string() };
+                // A rule path with no normal form can match no request (such requests get 400): kept as written.
+                let path = normalize_path(&p.path).unwrap_or(std::borrow::Cow::Borrowed(&p.path));
+                let path = if exact { path.into_owned() } else { normalize_prefix(&path).to_string() };
                 group.paths.push(CompiledPath { path, exact, route: make_route(&p.target) });
             }
             group.paths.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(b.exact.cmp(&a.exact)));
