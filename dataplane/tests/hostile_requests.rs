@@ -304,3 +304,53 @@ async fn an_http_2_header_list_over_the_limit_gets_431() {
     assert_eq!(h2_get(&mut h2, "http://x.test/public/b", &[("x-big", big)]).await.0, 431);
     assert_eq!(public.request_lines(), ["GET /public/a HTTP/1.1"]);
 }
+
+/// tus keeps an upload at the host and path it was created at: both are the normal form, so the upload URL the
+/// client is given is normal, and any spelling of it that normalises the same finds the same upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_uploads_are_created_and_found_at_their_normal_path() {
+    use support::tus::{create, head};
+    let backend = Recorder::start("backend").await;
+    let policy = r#"{"resumable":{}}"#;
+    let dataplane = Harness::start(Some(&support::snapshot(1, &[backend.addr], policy)), 0).await;
+    let (reply, target) = create(dataplane.addr, "/files/x/..//photos/./", &[("Upload-Length", "10")]).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert!(target.starts_with("/files/photos/?"), "the upload URL is normal: {target}");
+    assert_eq!(head(dataplane.addr, &target).await.status, 200);
+    let alias = target.replacen("/files/photos/", "/files/%70hotos/x/../", 1);
+    let found = head(dataplane.addr, &alias).await;
+    assert_eq!((found.status, found.header("Upload-Offset")), (200, Some("0".to_string())), "{alias}");
+    let (refused, _) = create(dataplane.addr, "/files/..%2F..%2Fetc", &[("Upload-Length", "10")]).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(backend.heads().is_empty(), "nothing was delivered: {:?}", backend.heads());
+}
+
+/// hyper takes any number of leading zeros in a chunk size without buffering them, but they are no body: a client
+/// that sends nothing else is still cut by the body timeout, while it is sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_size_line_of_endless_zeros_is_cut_by_the_body_timeout() {
+    let backend = Recorder::start("backend").await;
+    let policy = r#"{"mode":"Buffered","timeouts":{"clientBodyMs":500}}"#;
+    let dataplane = Harness::start(Some(&support::snapshot(1, &[backend.addr], policy)), 0).await;
+    let mut stream = TcpStream::connect(dataplane.addr).await.unwrap();
+    let head = "POST /up HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // Zeros for up to 300 s (3,000 × 100 ms), far past the 0.5 s timeout; stopped as soon as the answer is in.
+    let zeros = tokio::spawn(async move {
+        for _ in 0..3000 {
+            if writer.write_all(&[b'0'; 64]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(120), read_response(&mut reader)).await;
+    let still_sending = !zeros.is_finished();
+    zeros.abort();
+    let (status, _, body) = answer.expect("an answer while the zeros still flow").expect("a response");
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+    assert!(still_sending, "the answer came while the client was still sending zeros");
+    assert!(backend.heads().is_empty(), "{:?}", backend.heads());
+    dataplane.assert_spool_clean().await;
+}
