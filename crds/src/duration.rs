@@ -69,7 +69,13 @@ fn unit_micros(unit: &str) -> Option<u128> {
 /// `number` (which may have one decimal point) times `unit_micros`, truncated to whole microseconds.
 fn component_micros(number: &str, unit_micros: u128) -> Option<u128> {
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && frac.is_empty()) || frac.contains('.') || whole.len() + frac.len() > 20 {
+    if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return None;
+    }
+    // Zeros that do not change the value (leading ones, trailing ones after the point) do not count towards the
+    // 20 digits that keep the arithmetic in range.
+    let (whole, frac) = (whole.trim_start_matches('0'), frac.trim_end_matches('0'));
+    if whole.len() + frac.len() > 20 {
         return None;
     }
     let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
@@ -92,6 +98,9 @@ mod tests {
             ("250ms", 250),
             ("1.5s", 1_500),
             ("0s", 0),
+            ("000000000000000000000000000000000000000000000000000000000000000000s", 0),
+            ("00000000000000000000000000000090s", 90_000),
+            ("1.500000000000000000000000s", 1_500),
             ("2m30s", 150_000),
             (" 10s ", 10_000),
         ];
