@@ -8,7 +8,8 @@
 //! - `pool`: the connections of each kind kept per worker and endpoint;
 //! - around them: the request as sent ([`request`]), its body ([`body_source`]), the response body and its read
 //!   timeout, the attempt clock for hyper's clients, and how a failure is classified for the replay decision
-//!   ([`failure`]).
+//!   ([`failure`]);
+//! - [`limits`]: the response head size and field count every protocol part holds a response to.
 
 mod attempt;
 pub mod body_source;
@@ -19,6 +20,7 @@ mod h2;
 mod hyper_exchange;
 mod hyper_h1;
 mod idle_body;
+pub mod limits;
 pub mod plain;
 mod pool;
 pub mod request;

@@ -11,6 +11,7 @@ use super::clock::AttemptClock;
 use super::delivery::{ms, on_new_connection, Answer, Delivery};
 use super::failure::{Failure, FailureKind};
 use super::hyper_exchange::within_timeouts;
+use super::limits::check_field_count;
 use super::pool::{H2Stream, Pool};
 use super::request::RequestHead;
 use super::response_body::ResponseBody;
@@ -58,6 +59,8 @@ async fn send(stream: H2Stream, delivery: &Delivery<'_>) -> Result<Answer, Failu
         sender.send_request(request).await
     };
     let response = within_timeouts(sent, &clock, delivery.timeouts, addr).await?;
+    // h2 holds the head's size to SETTINGS_MAX_HEADER_LIST_SIZE (the pool's handshake) but has no field count.
+    check_field_count(response.headers(), addr)?;
     Ok(Answer::new(response.map(|body| ResponseBody::Hyper2(body, lease))))
 }
 

@@ -14,8 +14,9 @@ use super::hyper_exchange::within_timeouts;
 use super::pool::{Connection, Pool};
 use super::request::RequestHead;
 use super::response_body::ResponseBody;
-use http::StatusCode;
-use hyper::Request;
+use http::{header, Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -54,6 +55,9 @@ async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, F
         .ok_or_else(|| Failure::new(FailureKind::ClientBodyAborted, "the streaming body was already consumed"))?;
     let request = build_request(delivery.head, body);
     let mut response = within_timeouts(conn.sender.send_request(request), &clock, delivery.timeouts, conn.addr).await?;
+    if length_beside_coding(&delivery.head.method, &mut response) {
+        conn.close_after_response();
+    }
     let upgrade = match (response.status() == StatusCode::SWITCHING_PROTOCOLS, delivery.head.upgrade()) {
         (false, _) => None,
         // hyper hands the connection over once it has read the 101.
@@ -64,6 +68,21 @@ async fn send(mut conn: Connection, delivery: &Delivery<'_>) -> Result<Answer, F
         }
     };
     Ok(Answer { response: response.map(ResponseBody::Hyper), connection: Some(conn), upgrade })
+}
+
+/// Removes a `Content-Length` that came with `Transfer-Encoding`, which hyper decodes by (RFC 9112 §6.3: the coding
+/// wins) but leaves in the head, where it would tell the client a length the forwarded body does not have. Such a
+/// message is suspect (§6.1, a sign of request smuggling along the way), so `true` also means: close the connection
+/// after it, as the plain path does. A response without a body (to HEAD; 1xx, 204, 304) keeps its fields: there its
+/// `Content-Length` describes the representation, not a body.
+fn length_beside_coding(method: &Method, response: &mut Response<Incoming>) -> bool {
+    let status = response.status();
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let headers = response.headers_mut();
+    !bodiless && headers.contains_key(header::TRANSFER_ENCODING) && headers.remove(header::CONTENT_LENGTH).is_some()
 }
 
 fn build_request(head: &RequestHead, body: UpstreamBody) -> Request<UpstreamBody> {

@@ -17,8 +17,9 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Longest accepted chunk-size line, counting the chunk size, its extensions and the terminating CRLF.
 pub const MAX_CHUNK_SIZE_LINE: usize = 4096;
 
-/// Largest accepted trailer section, counting every field line with its CRLF and the final CRLF.
-pub const MAX_TRAILER_SECTION: usize = 16 * 1024;
+/// Largest accepted trailer section, counting every field line with its CRLF and the final CRLF: a trailer section is
+/// a header section, held to the response head's cap (as hyper's HTTP/1.1 client and h2 hold theirs).
+pub const MAX_TRAILER_SECTION: usize = crate::upstream::limits::MAX_RESPONSE_HEAD_BYTES;
 
 /// What one call of `decode` produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -430,6 +431,45 @@ mod tests {
                 assert_eq!(run(&[a, b]), expected);
             }
             assert_eq!(run_bytewise(stream), expected);
+        }
+    }
+
+    /// One stream for every way a body can be refused, the caps included.
+    fn invalid_streams() -> Vec<(Vec<u8>, ChunkedError)> {
+        let mut long_line = b"5;".to_vec();
+        long_line.resize(MAX_CHUNK_SIZE_LINE + 1, b'e');
+        let mut long_trailers = b"5\r\nhello\r\n0\r\nX: ".to_vec();
+        long_trailers.resize(long_trailers.len() + MAX_TRAILER_SECTION, b't');
+        let mut spaces = b"5".to_vec();
+        spaces.resize(MAX_CHUNK_SIZE_LINE + 1, b' ');
+        vec![
+            (b"5\r\nhelloX\r\n0\r\n\r\n".to_vec(), ChunkedError::MissingCrlfAfterData),
+            (b"5\r\nhello\r\nfffffffffffffffff\r\n".to_vec(), ChunkedError::ChunkSizeOverflow),
+            (b"5\nhello".to_vec(), ChunkedError::InvalidLineEnding),
+            (b"5\r\nhello\r\n0\r\nA: b\rc\r\n\r\n".to_vec(), ChunkedError::InvalidLineEnding),
+            (b"5\r\nhello\r\nz\r\n".to_vec(), ChunkedError::InvalidChunkSize),
+            (b"\r\n".to_vec(), ChunkedError::InvalidChunkSize),
+            (b"5;a\x01\r\nhello\r\n".to_vec(), ChunkedError::InvalidChunkExtension),
+            (long_line, ChunkedError::ChunkSizeLineTooLong),
+            (spaces, ChunkedError::ChunkSizeLineTooLong),
+            (long_trailers, ChunkedError::TrailerTooLarge),
+        ]
+    }
+
+    #[test]
+    fn every_refusal_is_the_same_however_the_stream_is_split() {
+        for (stream, expected) in invalid_streams() {
+            let whole = run_whole(&stream);
+            let shown = String::from_utf8_lossy(&stream[..stream.len().min(40)]).into_owned();
+            assert_eq!(whole.outcome, Outcome::Failed(expected), "{shown}");
+            assert_eq!(run_bytewise(&stream), whole, "byte by byte: {shown}");
+            // Every position of the short ones; of the trailer cap's 64 KiB, a sample (each split is a full decode).
+            let step = if stream.len() > 8 * 1024 { 997 } else { 1 };
+            let ends = [stream.len() - 1, stream.len()];
+            for at in (0..=stream.len()).step_by(step).chain(ends) {
+                let (a, b) = stream.split_at(at);
+                assert_eq!(run(&[a, b]), whole, "split at {at}: {shown}");
+            }
         }
     }
 

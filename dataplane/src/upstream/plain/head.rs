@@ -2,29 +2,49 @@
 //! `httparse` (hyper's parser) into fields that share the head's bytes, and the body's framing worked out (RFC 9112
 //! §6.3).
 
-use super::body::BodyFraming;
 use super::chunked::ChunkedDecoder;
 use super::conn::PlainConnection;
+use super::BodyFraming;
 use crate::upstream::failure::{Failure, FailureKind};
+use crate::upstream::limits::{MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD_BYTES};
 use crate::upstream::request::has_token;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 
-/// A response head larger than this is refused (502): nginx's limit is 4–8 KiB by default, hyper's 400 KiB.
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// hyper's default, so that what passed through hyper's client still passes.
-pub(crate) const MAX_HEADERS: usize = 100;
-/// Enough for nearly every response; a head with more is parsed again with room for `MAX_HEADERS`. The parser's
-/// field array is initialised on every parse, so its size is paid per request.
+/// Enough for nearly every response; a head with more is parsed again with room for [`MAX_RESPONSE_FIELDS`]. The
+/// parser's field array is initialised on every parse, so its size is paid per request.
 const USUAL_HEADERS: usize = 32;
 
-pub(super) struct Head {
+/// A response head as parsed, its fields sharing the head's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
     /// A reason phrase other than the status's usual one, which hyper's server then sends as it is.
     pub reason: Option<hyper::ext::ReasonPhrase>,
+}
+
+/// Why a response head was refused (502). Every one is final: the connection is not used again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    /// The head is, or is already known to be, longer than [`MAX_RESPONSE_HEAD_BYTES`].
+    #[error("response head larger than {MAX_RESPONSE_HEAD_BYTES} bytes")]
+    TooLarge,
+    #[error("more than {MAX_RESPONSE_FIELDS} header fields")]
+    TooManyFields,
+    #[error("invalid response head: {0}")]
+    Syntax(httparse::Error),
+    #[error("invalid status code")]
+    Status,
+    /// `Upgrade` is never forwarded on this path, so the upstream cannot have been asked to switch.
+    #[error("101 Switching Protocols without an upgrade request")]
+    UnaskedSwitch,
+    #[error("invalid header name")]
+    FieldName,
+    #[error("invalid header value")]
+    FieldValue,
 }
 
 /// Reads until a final response head is complete, skipping informational (1xx) responses.
@@ -35,12 +55,6 @@ pub(super) async fn read_head(conn: &mut PlainConnection) -> Result<Head, Failur
             match parse_head(conn)? {
                 Some(head) if head.status.is_informational() => continue,
                 Some(head) => return Ok(head),
-                None if conn.read_buf.len() >= MAX_HEAD_BYTES => {
-                    return Err(Failure::new(
-                        FailureKind::Protocol,
-                        format!("{addr}: response head larger than {MAX_HEAD_BYTES} bytes"),
-                    ))
-                }
                 None => {}
             }
         }
@@ -57,35 +71,42 @@ pub(super) async fn read_head(conn: &mut PlainConnection) -> Result<Head, Failur
     }
 }
 
-/// The head at the start of the read buffer, consumed from it, or `None` when it is not complete yet.
-fn parse_head(conn: &mut PlainConnection) -> Result<Option<Head>, Failure> {
-    match parse_head_with::<USUAL_HEADERS>(conn) {
-        Err(None) => parse_head_with::<MAX_HEADERS>(conn),
-        other => other,
-    }
-    .map_err(|why| {
-        let why = why.unwrap_or_else(|| format!("more than {MAX_HEADERS} header fields"));
-        Failure::new(FailureKind::Protocol, format!("{}: {why}", conn.addr))
-    })
+/// [`parse_response_head`] on the connection's read buffer, a refusal classified for the replay decision.
+pub(crate) fn parse_head(conn: &mut PlainConnection) -> Result<Option<Head>, Failure> {
+    parse_response_head(&mut conn.read_buf)
+        .map_err(|why| Failure::new(FailureKind::Protocol, format!("{}: {why}", conn.addr)))
 }
 
-/// [`parse_head`] with room for `N` header fields; `Err(None)`: more than that.
-fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<Head>, Option<String>> {
-    let protocol = |why: &str| Some(why.to_string());
+/// The head at the start of `buf`, consumed from it, or `None` when it is not complete yet (nothing consumed). An
+/// interim (`1xx`) head is returned like a final one; the caller skips it and calls again for the next.
+///
+/// The size cap holds whatever way the bytes arrived: a head that completes in the read that crosses
+/// [`MAX_RESPONSE_HEAD_BYTES`] is refused like one that is still incomplete at the cap. The outcome is the same
+/// however the bytes are split between calls (tested at every split point).
+pub(crate) fn parse_response_head(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+    match parse_head_with::<USUAL_HEADERS>(buf) {
+        Err(HeadError::TooManyFields) => parse_head_with::<MAX_RESPONSE_FIELDS>(buf),
+        other => other,
+    }
+}
+
+/// [`parse_response_head`] with room for `N` header fields.
+fn parse_head_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; N];
     let mut parsed = httparse::Response::new(&mut storage);
-    let buf = &conn.read_buf;
-    let len = match parsed.parse(buf) {
+    // Only the cap's worth of bytes is looked at, so that the outcome depends on those bytes alone and not on how
+    // the reads cut them: a head completes within them, or is refused for its size, or for what they hold.
+    let window = &buf[..buf.len().min(MAX_RESPONSE_HEAD_BYTES)];
+    let len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if window.len() == MAX_RESPONSE_HEAD_BYTES => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(None),
-        Err(e) => return Err(Some(format!("invalid response head: {e}"))),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
+        Err(e) => return Err(HeadError::Syntax(e)),
     };
-    let status =
-        parsed.code.and_then(|code| StatusCode::from_u16(code).ok()).ok_or_else(|| protocol("invalid status code"))?;
+    let status = parsed.code.and_then(|code| StatusCode::from_u16(code).ok()).ok_or(HeadError::Status)?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        // `Upgrade` is never forwarded, so the upstream cannot have been asked to switch.
-        return Err(protocol("101 Switching Protocols without an upgrade request"));
+        return Err(HeadError::UnaskedSwitch);
     }
     let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // Header fields are kept as slices of the head's bytes, not copied: where each lies in the buffer.
@@ -97,13 +118,13 @@ fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<
         *slot = (span(field.name.as_bytes()), span(field.value));
     }
     let reason = parsed.reason.map(|r| span(r.as_bytes())).filter(|_| status.canonical_reason() != parsed.reason);
-    let head: Bytes = conn.read_buf.split_to(len).freeze();
+    let head: Bytes = buf.split_to(len).freeze();
     let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
     // One more than parsed: the client's copy gets `X-Request-Id` (proxy.rs) without the map growing.
     let mut headers = HeaderMap::with_capacity(count + 1);
     for &(name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&slice(name)).map_err(|_| protocol("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(slice(value)).map_err(|_| protocol("invalid header value"))?;
+        let name = HeaderName::from_bytes(&slice(name)).map_err(|_| HeadError::FieldName)?;
+        let value = HeaderValue::from_maybe_shared(slice(value)).map_err(|_| HeadError::FieldValue)?;
         headers.append(name, value);
     }
     let reason = reason.and_then(|span| hyper::ext::ReasonPhrase::try_from(slice(span)).ok());
@@ -113,7 +134,7 @@ fn parse_head_with<const N: usize>(conn: &mut PlainConnection) -> Result<Option<
 /// How the response's body is delimited (RFC 9112 §6.3), and whether the connection may carry another request
 /// after it. `Transfer-Encoding` overrides `Content-Length`, which is then removed so that the client is not told a
 /// length the body does not have.
-pub(super) fn framing(
+pub(crate) fn framing(
     is_head: bool,
     status: StatusCode,
     version: Version,
@@ -166,3 +187,7 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
     let last = last.and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
     last.is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
+
+#[cfg(test)]
+#[path = "head_tests.rs"]
+mod tests;

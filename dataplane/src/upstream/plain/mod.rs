@@ -13,11 +13,13 @@
 //! (`upstream::hyper_h1`).
 
 mod body;
-mod chunked;
+// Reachable from the rest of the crate for `crate::fuzzing`, which feeds both parsers arbitrary bytes.
+pub(crate) mod chunked;
 mod conn;
-mod head;
+pub(crate) mod head;
 mod send;
 
+pub(crate) use body::BodyFraming;
 pub use body::{PlainBody, PlainBodyError};
 pub use conn::PlainConnection;
 
@@ -117,7 +119,7 @@ async fn exchange(
 }
 
 /// `METHOD target HTTP/1.1`, then the headers as they are (already rewritten for the upstream, `Host` included).
-fn encode_head(head: &RequestHead, out: &mut Vec<u8>) {
+pub(crate) fn encode_head(head: &RequestHead, out: &mut Vec<u8>) {
     let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');

@@ -13,9 +13,9 @@
 //! bytes (Tee mode) is not the upstream's fault.
 
 use super::conn::{PlainConnection, SendReady};
-use super::head::{MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::spool::{Available, ReadError, Spool, SpoolReader};
 use crate::upstream::failure::{Failure, FailureKind};
+use crate::upstream::limits::{MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD_BYTES};
 use bytes::{Bytes, BytesMut};
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -170,16 +170,17 @@ fn only_interim_responses(read_buf: &mut BytesMut) -> bool {
         if read_buf.is_empty() {
             return true;
         }
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
         let mut parsed = httparse::Response::new(&mut fields);
         let status = parsed.parse(read_buf);
         // Known once the three digits are in, also for a head not complete yet.
         let interim = parsed.code.map(|code| (100..200).contains(&code) && code != 101);
         match status {
-            Ok(httparse::Status::Complete(len)) if interim == Some(true) => {
+            // An interim head over the cap is left for `read_head`, which refuses it.
+            Ok(httparse::Status::Complete(len)) if interim == Some(true) && len <= MAX_RESPONSE_HEAD_BYTES => {
                 let _ = read_buf.split_to(len);
             }
-            Ok(httparse::Status::Partial) => return interim != Some(false) && read_buf.len() < MAX_HEAD_BYTES,
+            Ok(httparse::Status::Partial) => return interim != Some(false) && read_buf.len() < MAX_RESPONSE_HEAD_BYTES,
             _ => return false,
         }
     }
@@ -237,7 +238,7 @@ mod tests {
         assert!(!only_interim_responses(&mut buf), "101 is not an interim response here");
 
         let mut endless = BytesMut::from(&b"HTTP/1.1 100 Continue\r\nX-Field: "[..]);
-        endless.resize(MAX_HEAD_BYTES - 1, b'a');
+        endless.resize(MAX_RESPONSE_HEAD_BYTES - 1, b'a');
         assert!(only_interim_responses(&mut endless), "within the limit of a head");
         endless.extend_from_slice(b"a");
         assert!(!only_interim_responses(&mut endless), "a head that never ends stops the body");

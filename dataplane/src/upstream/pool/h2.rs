@@ -11,6 +11,7 @@ use super::{this_thread, Endpoint, Pool};
 use crate::drain::AbortOnDrop;
 use crate::upstream::body_source::UpstreamBody;
 use crate::upstream::failure::{Failure, FailureKind};
+use crate::upstream::limits::MAX_RESPONSE_HEAD_BYTES;
 use crate::upstream::transport::Transport;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -218,6 +219,9 @@ async fn connect(
         // Flow-control windows sized to the connection's bandwidth-delay product, as a large upload over one stream
         // would otherwise wait for a window update every 64 KiB.
         .adaptive_window(true)
+        // SETTINGS_MAX_HEADER_LIST_SIZE: a larger response head (or trailer section) resets its stream (h2's own
+        // default is 16 KiB; one cap for every upstream path).
+        .max_header_list_size(MAX_RESPONSE_HEAD_BYTES as u32)
         .handshake(TokioIo::new(stream));
     let (sender, conn) = match tokio::time::timeout(timeout, handshake).await {
         Err(_) => return Err(Failure::new(FailureKind::ConnectTimeout, format!("{addr}: HTTP/2 handshake"))),

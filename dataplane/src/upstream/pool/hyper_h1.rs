@@ -6,6 +6,7 @@ use crate::drain::AbortOnDrop;
 use crate::upstream::body_source::UpstreamBody;
 use crate::upstream::failure::{Failure, FailureKind};
 use crate::upstream::hyper_h1::UpstreamIo;
+use crate::upstream::limits::{MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD_BYTES};
 use crate::upstream::transport::Transport;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -23,6 +24,8 @@ pub struct Connection {
     transport: u64,
     /// The thread whose runtime drives the connection's I/O: its idle list is where the connection goes back.
     home: Home,
+    /// Closed once its response has been read instead of going back to the list ([`Connection::close_after_response`]).
+    closing: bool,
     /// Ends the connection's task when the connection is dropped instead of pooled. Without it, an abandoned attempt
     /// (timed out, or its client gone) would keep writing the body to an upstream that may then see it complete, and
     /// keep the spool alive for as long as the upstream holds the socket open.
@@ -33,6 +36,14 @@ pub(super) struct Idle {
     pub sender: http1::SendRequest<UpstreamBody>,
     pub since: Instant,
     task: AbortOnDrop,
+}
+
+impl Connection {
+    /// Marks a connection whose response cannot be trusted to end where hyper thinks it does (say, it came with both
+    /// `Content-Length` and `Transfer-Encoding`): it carries no further request.
+    pub fn close_after_response(&mut self) {
+        self.closing = true;
+    }
 }
 
 impl Pool {
@@ -50,6 +61,7 @@ impl Pool {
                     reused: true,
                     transport: key,
                     home,
+                    closing: false,
                     task: conn.task,
                 });
             }
@@ -67,6 +79,10 @@ impl Pool {
     ) -> Result<Connection, Failure> {
         let stream = transport.connect(addr, timeout).await?;
         let (sender, conn) = http1::Builder::new()
+            // The one cap of every upstream path: hyper checks it on the complete head too, not only while the head
+            // is incomplete, and applies it to a chunked body's trailer section.
+            .max_header_size(MAX_RESPONSE_HEAD_BYTES)
+            .max_headers(MAX_RESPONSE_FIELDS)
             .handshake(TokioIo::new(UpstreamIo::new(stream)))
             .await
             .map_err(|e| Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {e}")))?;
@@ -81,6 +97,7 @@ impl Pool {
             reused: false,
             transport: transport.key(),
             home: this_thread(),
+            closing: false,
             task: AbortOnDrop(task.abort_handle()),
         })
     }
@@ -92,6 +109,14 @@ impl Pool {
     /// response usually arrives in the same read as its head, so the connection is often ready at once and goes
     /// straight back; otherwise a task waits for the body to be read (or abandoned) first.
     pub fn release(self: &Arc<Self>, mut conn: Connection) {
+        if conn.closing {
+            // Kept until the body has been read (its bytes come through the connection's task), then closed.
+            tokio::spawn(async move {
+                let _ = conn.sender.ready().await;
+                drop(conn);
+            });
+            return;
+        }
         if conn.sender.is_ready() {
             self.put_back(conn);
             return;
