@@ -1,5 +1,6 @@
 //! Command-line flags of `holdfast-dataplane`, each with an environment variable fallback.
 
+use crate::server::Http2Limits;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,9 +63,28 @@ pub struct Args {
     /// The most bytes discarded during one lingering close.
     #[arg(long, env = "HOLDFAST_LINGERING_MAX_BYTES", default_value = "256Mi", value_parser = parse_bytes)]
     pub lingering_max_bytes: u64,
-    /// HTTP/1 connections are closed after this many requests (0: never).
+    /// Client connections are closed after this many requests (0: never): HTTP/1 with `Connection: close` on the
+    /// last response, HTTP/2 with GOAWAY after the last stream (further streams are refused, and a client that goes
+    /// on opening them is disconnected). As nginx's keepalive_requests.
     #[arg(long, env = "HOLDFAST_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
     pub max_requests_per_connection: u32,
+    /// HTTP/2: streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; nginx: 128).
+    #[arg(
+        long,
+        env = "HOLDFAST_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = Http2Limits::default().max_concurrent_streams,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: the largest request header list (SETTINGS_MAX_HEADER_LIST_SIZE: names and values plus 32 bytes per
+    /// field), 1Ki to 16Mi; a larger one is answered 431. It also bounds the CONTINUATION frames of a header block.
+    #[arg(
+        long,
+        env = "HOLDFAST_HTTP2_MAX_HEADER_LIST_SIZE",
+        default_value_t = Http2Limits::default().max_header_list_size,
+        value_parser = parse_header_list_size
+    )]
+    pub http2_max_header_list_size: u32,
     /// Worker threads serving clients, each with its own event loop (default: the CPUs this process may use,
     /// cgroup limits included).
     #[arg(long, env = "HOLDFAST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -125,6 +145,14 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
 }
 
 impl Args {
+    /// The HTTP/2 limits from the flags.
+    pub fn http2_limits(&self) -> Http2Limits {
+        Http2Limits {
+            max_concurrent_streams: self.http2_max_concurrent_streams,
+            max_header_list_size: self.http2_max_header_list_size,
+        }
+    }
+
     /// The access log's settings from the flags.
     pub fn access_log_settings(&self) -> crate::access_log::Settings {
         crate::access_log::Settings {
@@ -132,6 +160,16 @@ impl Args {
             json: self.log_format == LogFormat::Json,
             with_query: self.access_log_query,
         }
+    }
+}
+
+/// A byte count ([`parse_bytes`]) from 1 KiB, below which ordinary requests would be refused, to 16 MiB (h2's own
+/// default, already far more than any honest request needs).
+fn parse_header_list_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(text)?;
+    match u32::try_from(bytes) {
+        Ok(size) if (1 << 10..=16 << 20).contains(&size) => Ok(size),
+        _ => Err(format!("{text:?}: an HTTP/2 header list size must be between 1Ki and 16Mi")),
     }
 }
 
@@ -217,6 +255,23 @@ mod tests {
         assert_eq!(never.direct_body_min_bytes, 0);
         assert!(Args::try_parse_from(["holdfast-dataplane", "--balance-connections"]).unwrap().balance_connections);
         assert!(Args::try_parse_from(["holdfast-dataplane", "--spool-quota", "lots"]).is_err());
+    }
+
+    #[test]
+    fn http2_limits_default_to_nginx_like_values_and_refuse_nonsense() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["holdfast-dataplane"], args].concat());
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(defaults.max_requests_per_connection, 1000);
+        assert_eq!(
+            defaults.http2_limits(),
+            Http2Limits { max_concurrent_streams: 128, max_header_list_size: 64 << 10 }
+        );
+        let set = parse(&["--http2-max-concurrent-streams", "16", "--http2-max-header-list-size", "32Ki"]).unwrap();
+        assert_eq!(set.http2_limits(), Http2Limits { max_concurrent_streams: 16, max_header_list_size: 32 << 10 });
+        assert!(parse(&["--http2-max-concurrent-streams", "0"]).is_err());
+        for size in ["100", "17Mi", "5Gi", "big"] {
+            assert!(parse(&["--http2-max-header-list-size", size]).is_err(), "{size} accepted");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         listen = %listener.local_addr()?, listen_tls = %tls_listener.local_addr()?, admin = %admin_listener.local_addr()?, metrics, spool_dir = %args.spool_dir.display(),
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
-        max_requests_per_connection = args.max_requests_per_connection, workers, access_log = ?args.access_log,
+        max_requests_per_connection = args.max_requests_per_connection, http2 = ?args.http2_limits(), workers, access_log = ?args.access_log,
         route_metrics = args.route_metrics,
         "holdfast dataplane started"
     );
@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         drain_timeout: args.drain_timeout,
         lingering: Lingering { timeout: args.lingering_timeout, max_bytes: args.lingering_max_bytes },
         max_requests_per_connection: args.max_requests_per_connection,
+        http2: args.http2_limits(),
         balance_connections: args.balance_connections,
         direct_body_min_bytes: args.direct_body_min_bytes,
     };

@@ -1,6 +1,6 @@
 //! Graceful shutdown of the client connections of one listener: when the listener stops, every connection is asked
 //! to finish (HTTP/1 keep-alive ends after the request in flight, HTTP/2 sends GOAWAY), and the drain waits until all
-//! of them have closed.
+//! of them have closed. A connection's own limits (`stream_limit`) ask it to finish, or to close, the same way.
 //!
 //! What hyper-util's `GracefulShutdown` does, at less cost per request: that one polls a `watch` channel's `changed()`
 //! on every poll of every connection, which takes the channel's waiter lock each time, several times per request.
@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::sync::{watch, Notify};
+
+pub use super::stream_limit::Asked;
 
 #[derive(Debug, Default)]
 struct Signal {
@@ -59,37 +61,63 @@ impl Graceful {
     }
 }
 
+/// How a watched connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watched<O> {
+    /// It ran to its end, with this output.
+    Ended(O),
+    /// `expired` said so: it was dropped.
+    Expired,
+    /// Its own limits asked for it to close at once ([`Asked::Close`]): it was dropped.
+    Closed,
+}
+
 impl Watcher {
-    /// Runs `connection` to its end; once the listener's shutdown begins, `finish` asks it (once) to finish and close.
-    /// `expired` is asked on every poll whether the connection is to be dropped at once; then `None` is returned.
+    /// Runs `connection` to its end; once the listener's shutdown begins, or once `asked` says
+    /// [`Asked::Finish`], `finish` asks it (once) to finish and close. `expired` is asked on every poll whether the
+    /// connection is to be dropped at once, and `asked` (a cheap read) before and after every poll of it: a poll
+    /// may reach a limit, and the connection must then be asked to finish before the task sleeps.
     pub async fn watch<C: Future>(
         self,
         connection: C,
         finish: impl FnOnce(Pin<&mut C>),
         mut expired: impl FnMut(&mut std::task::Context<'_>) -> bool,
-    ) -> Option<C::Output> {
+        asked: impl Fn() -> Asked,
+    ) -> Watched<C::Output> {
         let Watcher { signal, _open } = self;
         let mut connection = pin!(connection);
         // Created before the flag is first read: `notify_waiters` wakes every `Notified` that exists by then.
         let mut notified = pin!(signal.notify.notified());
         let (mut registered, mut finish) = (false, Some(finish));
         std::future::poll_fn(|cx| {
-            if finish.is_some() {
-                // The task's waker does not change between polls, so registering it once is enough.
-                if !registered {
-                    registered = true;
-                    let _ = notified.as_mut().poll(cx);
+            if expired(cx) {
+                return Poll::Ready(Watched::Expired);
+            }
+            loop {
+                let now = asked();
+                if now == Asked::Close {
+                    return Poll::Ready(Watched::Closed);
                 }
-                if signal.shutting_down.load(Ordering::Acquire) {
-                    if let Some(finish) = finish.take() {
-                        finish(connection.as_mut());
+                if finish.is_some() {
+                    // The task's waker does not change between polls, so registering it once is enough.
+                    if !registered {
+                        registered = true;
+                        let _ = notified.as_mut().poll(cx);
+                    }
+                    if now == Asked::Finish || signal.shutting_down.load(Ordering::Acquire) {
+                        if let Some(finish) = finish.take() {
+                            finish(connection.as_mut());
+                        }
                     }
                 }
+                if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+                    return Poll::Ready(Watched::Ended(output));
+                }
+                // Polled again only when this poll changed what is asked: at most twice more (finish, close).
+                if asked() == now {
+                    return Poll::Pending;
+                }
             }
-            if expired(cx) {
-                return Poll::Ready(None);
-            }
-            connection.as_mut().poll(cx).map(Some)
         })
         .await
     }
@@ -133,7 +161,7 @@ mod tests {
             let total = asked.clone();
             let watcher = graceful.watcher();
             tasks.push(tokio::spawn(async move {
-                watcher.watch(connection, ask, |_| false).await;
+                watcher.watch(connection, ask, |_| false, || Asked::Nothing).await;
                 total.fetch_add(counter.load(Ordering::Acquire), Ordering::AcqRel);
             }));
         }
@@ -154,7 +182,7 @@ mod tests {
         graceful.signal.notify.notify_waiters();
         let connection = UntilAsked { asked: Arc::new(AtomicUsize::new(0)) };
         let asked = connection.asked.clone();
-        tokio::time::timeout(Duration::from_secs(5), late.watch(connection, ask, |_| false))
+        tokio::time::timeout(Duration::from_secs(5), late.watch(connection, ask, |_| false, || Asked::Nothing))
             .await
             .expect("asked to finish");
         assert_eq!(asked.load(Ordering::Acquire), 1);
@@ -170,7 +198,7 @@ mod tests {
             polls += 1;
             polls == 3
         };
-        let watched = graceful.watcher().watch(connection, ask, expired);
+        let watched = graceful.watcher().watch(connection, ask, expired, || Asked::Nothing);
         let woken = async {
             // Wakes the watching task twice, so that it is polled a third time.
             for _ in 0..2 {
@@ -178,8 +206,50 @@ mod tests {
             }
         };
         let (output, ()) = tokio::join!(watched, woken);
-        assert_eq!(output, None);
+        assert_eq!(output, Watched::Expired);
         assert_eq!(asked.load(Ordering::Acquire), 0);
         assert_eq!(graceful.count(), 0, "its watcher is gone");
+    }
+
+    /// A connection that reaches its limit while it is polled, and ends once asked to finish.
+    struct ReachesItsLimit {
+        asked: Arc<AtomicUsize>,
+        limit: Arc<AtomicUsize>,
+    }
+
+    impl Future for ReachesItsLimit {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            self.limit.store(1, Ordering::Release);
+            if self.asked.load(Ordering::Acquire) > 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limit_reached_during_a_poll_asks_the_connection_to_finish_before_the_task_sleeps() {
+        let graceful = Graceful::default();
+        let (asked, limit) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let connection = ReachesItsLimit { asked: asked.clone(), limit: limit.clone() };
+        let finish = |c: Pin<&mut ReachesItsLimit>| {
+            c.asked.fetch_add(1, Ordering::AcqRel);
+        };
+        let what = || if limit.load(Ordering::Acquire) > 0 { Asked::Finish } else { Asked::Nothing };
+        // Nothing else wakes the task: without the second look at `asked` it would sleep for ever.
+        let watched = graceful.watcher().watch(connection, finish, |_| false, what);
+        let output = tokio::time::timeout(Duration::from_secs(5), watched).await.expect("asked to finish at once");
+        assert_eq!((output, asked.load(Ordering::Acquire)), (Watched::Ended(()), 1));
+    }
+
+    #[tokio::test]
+    async fn a_connection_asked_to_close_is_dropped_without_being_asked_to_finish() {
+        let graceful = Graceful::default();
+        let connection = UntilAsked { asked: Arc::new(AtomicUsize::new(0)) };
+        let asked = connection.asked.clone();
+        let output = graceful.watcher().watch(connection, ask, |_| false, || Asked::Close).await;
+        assert_eq!((output, asked.load(Ordering::Acquire)), (Watched::Closed, 0));
     }
 }

@@ -12,24 +12,30 @@
 mod client_io;
 mod graceful;
 mod head_timeout;
+mod http2;
 mod share;
+mod stream_limit;
 mod workers;
 
 pub use client_io::Lingering;
+pub use http2::{Http2Limits, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS};
 pub use workers::{Listeners, WorkerError, WorkerHandles, Workers};
 
 use crate::client::ConnState;
 use crate::forward::ClientInfo;
 use crate::Dataplane;
 use client_io::ClientIo;
-use graceful::{Graceful, Watcher};
+use futures::future::{Either, TryFutureExt};
+use graceful::{Graceful, Watched, Watcher};
 use head_timeout::HeadTimeout;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::Version;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use stream_limit::{Admission, StreamLimit, StreamRefused};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_rustls::TlsAcceptor;
@@ -46,8 +52,11 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Bounds of the lingering close after a response sent before the body was read.
     pub lingering: Lingering,
-    /// HTTP/1 connections close after this many requests (0: never).
+    /// Connections close after this many requests (0: never): HTTP/1 with `Connection: close` on the last response,
+    /// HTTP/2 with GOAWAY after the last stream (`stream_limit`).
     pub max_requests_per_connection: u32,
+    /// The HTTP/2 limits a user may change.
+    pub http2: Http2Limits,
     /// Hand new connections from a busier worker to the least loaded one (`share`).
     pub balance_connections: bool,
     /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`crate::client::DirectBody`]); 0: never.
@@ -73,8 +82,7 @@ async fn serve_listener(
         // hyper's read buffer otherwise grows to ~400 KiB per connection for a fast sender; the body is spooled
         // anyway, so a bigger buffer buys nothing, and 1,000 slow uploads must fit in a few hundred MB.
         .max_buf_size(READ_BUFFER);
-    // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT), bridged to HTTP/1.1 upgrades upstream.
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    http2::configure(&mut builder, options.http2);
     let builder = Arc::new(builder);
     let graceful = Graceful::default();
     tokio::pin!(shutdown);
@@ -173,17 +181,31 @@ impl Connection {
         let client = ClientInfo::new(self.addr, scheme);
         let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
         let mut head_timeout = HeadTimeout::new(conn.clone(), self.options.header_read_timeout);
-        // Boxed: the request's future is about 4.6 KB (routing, spooling, replay and their timers, all inline), and
-        // hyper moves the future it is given into its dispatcher; a box makes that move a pointer copy.
-        let service = hyper::service::service_fn(move |request| {
-            Box::pin(crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request))
+        // HTTP/1 counts its requests in the request path; HTTP/2 streams are counted here, when hyper accepts them.
+        let streams = Arc::new(StreamLimit::new(max_requests, self.options.http2.max_concurrent_streams));
+        let admitted = streams.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let admission = match request.version() {
+                Version::HTTP_2 => admitted.admit(),
+                _ => Admission::Serve,
+            };
+            if admission == Admission::Refuse {
+                // Before anything of it is proxied: hyper answers `REFUSED_STREAM`, which an honest client retries.
+                return Either::Right(std::future::ready(Err(StreamRefused::new())));
+            }
+            // Boxed: the request's future is about 4.6 KB (routing, spooling, replay and their timers, all inline),
+            // and hyper moves the future it is given into its dispatcher; a box makes that move a pointer copy.
+            let handled = crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request);
+            Either::Left(Box::pin(handled).map_err(|never| match never {}))
         });
         // With upgrades: a `101` hands the connection over to a tunnel (`crate::tunnel`) instead of closing it.
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let expired = |cx: &mut std::task::Context<'_>| head_timeout.poll_expired(cx);
-        match watcher.watch(connection, |connection| connection.graceful_shutdown(), expired).await {
-            Some(result) => result.map_err(|e| e.to_string()),
-            None => Err(format!("no request head within {:?}", self.options.header_read_timeout)),
+        match watcher.watch(connection, |connection| connection.graceful_shutdown(), expired, || streams.asked()).await
+        {
+            Watched::Ended(result) => result.map_err(|e| e.to_string()),
+            Watched::Expired => Err(format!("no request head within {:?}", self.options.header_read_timeout)),
+            Watched::Closed => Err("closed: streams kept coming after GOAWAY".to_string()),
         }
     }
 }

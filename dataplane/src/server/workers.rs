@@ -278,6 +278,7 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             lingering: Lingering { timeout: Duration::from_secs(1), max_bytes: 1 },
             max_requests_per_connection: 0,
+            http2: Default::default(),
             balance_connections,
             direct_body_min_bytes: 8 << 20,
         };

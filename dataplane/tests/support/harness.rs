@@ -82,6 +82,7 @@ impl Harness {
             drain_timeout: Duration::from_secs(5),
             lingering: Lingering { timeout: Duration::from_secs(5), max_bytes: 256 << 20 },
             max_requests_per_connection: max_requests,
+            http2: Default::default(),
             // On, so that every test also runs connections handed over from the worker that accepted them (the
             // binary's default, off, serves each where it was accepted; the workers' unit tests cover it).
             balance_connections: true,

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod client;
 pub mod grpc;
+pub mod h2_frames;
 pub mod harness;
 pub mod lines;
 pub mod peer;
