@@ -26,6 +26,8 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("the client sent no body bytes for {0:?}")]
     ClientBodyTimeout(Duration),
+    #[error("the client sent its body too slowly: {0}")]
+    ClientBodyTooSlow(crate::min_rate::TooSlow),
     #[error("the client went away before its body was complete")]
     ClientAborted,
     #[error("not enough spool space for this request body (quota {quota} bytes); try again later")]
@@ -69,7 +71,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::Target(error) => error.status(),
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::SpoolFull { .. } | ProxyError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             ProxyError::SpoolIo(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +89,7 @@ impl ProxyError {
                 | ProxyError::Target(_)
                 | ProxyError::BodyTooLarge { .. }
                 | ProxyError::ClientBodyTimeout(_)
+                | ProxyError::ClientBodyTooSlow(_)
                 | ProxyError::ClientAborted
                 | ProxyError::SpoolFull { .. }
                 | ProxyError::DiskFull

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod metrics;
 pub mod proxy;
 pub mod read_size;
+pub mod min_rate;
 pub mod receive;
 pub mod replay;
 pub mod route;

@@ -1,19 +1,22 @@
 //! Reading the client's request body into a spool or a stream, under the body limits.
 //!
-//! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies and `clientBodyTimeout` are
-//! enforced once for every mode. A body is read through hyper, or — large, declared, on a plain HTTP/1 connection —
-//! through hyper until hyper has handed over what it buffered and then straight from the socket in large chunks
-//! ([`DirectBody`]): into a spool file through a pipe ([`BodyPipe`]) where it can, else into memory. A Tee writer
-//! reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is aborted, which fails every
-//! upstream attempt reading from it: an upstream never sees a body that looks complete when the client's was not.
+//! This is the only place that reads client bodies, so `maxBodySize` for chunked bodies, `clientBodyTimeout` and
+//! `minBodyRate` ([`Pace`]) are enforced once for every mode. A body is read through hyper, or — large, declared, on
+//! a plain HTTP/1 connection — through hyper until hyper has handed over what it buffered and then straight from the
+//! socket in large chunks ([`DirectBody`]): into a spool file through a pipe ([`BodyPipe`]) where it can, else into
+//! memory. A Tee writer reading that fast waits for its attempt ([`Spool::paced`]). On any failure the sink is
+//! aborted, which fails every upstream attempt reading from it: an upstream never sees a body that looks complete when
+//! the client's was not.
 
 use crate::client::{first_read_size, DirectBody};
 use crate::error::ProxyError;
 use crate::exchange::Progress;
 use crate::metrics::Metrics;
+use crate::min_rate::{Late, Pace};
 use crate::spool::{BodyPipe, Spool};
 use crate::upstream::BodyItem;
 use bytes::Bytes;
+use holdfast_snapshot::MinBodyRate;
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use std::future::Future;
@@ -22,7 +25,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::error::Elapsed;
 
 /// Limits on a client's body.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +33,17 @@ pub struct BodyLimits {
     pub max_bytes: u64,
     /// Longest gap between two reads.
     pub idle: Duration,
+    /// The least the body must average per window of waiting for it.
+    pub min_rate: MinBodyRate,
+}
+
+impl From<Late> for ProxyError {
+    fn from(late: Late) -> Self {
+        match late {
+            Late::Idle(idle) => ProxyError::ClientBodyTimeout(idle),
+            Late::TooSlow(too_slow) => ProxyError::ClientBodyTooSlow(too_slow),
+        }
+    }
 }
 
 /// Where the body goes.
@@ -102,9 +115,10 @@ async fn copy(
     // A body that ends (or fails) before hyper has handed it over is handed back to hyper.
     let _hand_back = direct.map(|direct| HandBack(direct.body));
     let mut total: u64 = 0;
+    let mut pace = Pace::new(limits.idle, limits.min_rate);
     let direct = loop {
-        let frame = match next_frame(&mut body, sink, limits.idle, direct).await {
-            Err(_) => return Err(ProxyError::ClientBodyTimeout(limits.idle)),
+        let frame = match pace.wait(next_frame(&mut body, sink, direct), Next::len).await {
+            Err(late) => return Err(late.into()),
             Ok(Next::End) => return Ok(total),
             Ok(Next::Failed(error)) => {
                 tracing::debug!(%error, "client body failed");
@@ -137,12 +151,12 @@ async fn copy(
         let max = usize::try_from(direct.len - total).unwrap_or(usize::MAX);
         if let Some((spool, pipe)) = &piped {
             let moved = direct.body.splice_into(pipe, max, || publish_tail(sink));
-            let n = within_idle(limits.idle, moved, total, direct.len).await?;
+            let n = within(&mut pace, moved, total, direct.len).await?;
             count(n, &mut total, limits, metrics)?;
             spool.append_from_pipe(pipe, n)?;
         } else {
             let read = direct.body.read(max, &mut size, || publish_tail(sink));
-            let data = within_idle(limits.idle, read, total, direct.len).await?;
+            let data = within(&mut pace, read, total, direct.len).await?;
             keep(data, &mut total, sink, limits, metrics).await?;
         }
         if let Sink::Spool(spool) = sink {
@@ -153,16 +167,17 @@ async fn copy(
     Ok(total)
 }
 
-/// One read past hyper (into memory or a pipe), within the idle timeout; an empty read (the client closed early) or
-/// a failed one is the client's abort.
-async fn within_idle<T: Received>(
-    idle: Duration,
+/// One read past hyper (into memory or a pipe), within the idle timeout and the minimum rate; an empty read (the
+/// client closed early) or a failed one is the client's abort.
+async fn within<T: Received>(
+    pace: &mut Pace,
     read: impl Future<Output = std::io::Result<T>>,
     total: u64,
     declared: u64,
 ) -> Result<T, ProxyError> {
-    match tokio::time::timeout(idle, read).await {
-        Err(_) => Err(ProxyError::ClientBodyTimeout(idle)),
+    let brought = |read: &std::io::Result<T>| read.as_ref().map_or(0, Received::len);
+    match pace.wait(read, brought).await {
+        Err(late) => Err(late.into()),
         Ok(Err(error)) => {
             tracing::debug!(%error, "client body failed");
             Err(ProxyError::ClientAborted)
@@ -177,18 +192,22 @@ async fn within_idle<T: Received>(
 
 /// What one read past hyper returns: the bytes, or how many went into the pipe.
 trait Received {
-    fn is_nothing(&self) -> bool;
+    fn len(&self) -> u64;
+
+    fn is_nothing(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Received for Bytes {
-    fn is_nothing(&self) -> bool {
-        self.is_empty()
+    fn len(&self) -> u64 {
+        Bytes::len(self) as u64
     }
 }
 
 impl Received for usize {
-    fn is_nothing(&self) -> bool {
-        *self == 0
+    fn len(&self) -> u64 {
+        *self as u64
     }
 }
 
@@ -256,7 +275,17 @@ enum Next<'a> {
     Drained(Direct<'a>),
 }
 
-/// The next frame of the client's body, within the idle timeout.
+impl Next<'_> {
+    /// Body bytes it brought (what the minimum rate counts).
+    fn len(&self) -> u64 {
+        match self {
+            Next::Frame(frame) => frame.data_ref().map_or(0, |data| data.len() as u64),
+            _ => 0,
+        }
+    }
+}
+
+/// The next frame of the client's body (the caller bounds the wait: [`Pace`]).
 ///
 /// Readers of a spool on another worker hear of new bytes in steps of a few hundred KiB while the client sends
 /// fast, and of every byte so far as soon as the client's next bytes are not there. hyper answers `Pending` between
@@ -264,14 +293,16 @@ enum Next<'a> {
 /// asks to be polled once more, which lets hyper read the socket again, and publishes only if the body is still
 /// pending then. (A 1 ms timer did the same at the cost of a syscall per chunk: tokio wakes its own driver when a
 /// timer earlier than all others is set.)
-async fn next_frame<'a>(
-    body: &mut Incoming,
-    sink: &Sink,
-    idle: Duration,
+fn next_frame<'a, 'b>(
+    body: &'b mut Incoming,
+    sink: &'b Sink,
     direct: Option<Direct<'a>>,
-) -> Result<Next<'a>, Elapsed> {
+) -> impl Future<Output = Next<'a>> + 'b
+where
+    'a: 'b,
+{
     let mut looked_again = false;
-    let next = std::future::poll_fn(|cx| {
+    std::future::poll_fn(move |cx| {
         let polled = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Next::Frame(frame)),
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Next::Failed(error)),
@@ -292,6 +323,5 @@ async fn next_frame<'a>(
             }
         }
         polled
-    });
-    tokio::time::timeout(idle, next).await
+    })
 }

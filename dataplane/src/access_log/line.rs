@@ -122,6 +122,12 @@ pub fn json(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
 /// `TIME access CLIENT "METHOD HOST PATH PROTOCOL" STATUS in=… out=… DURATION …` and a newline.
 pub fn text(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
     let e = entry.exchange;
+    // Only for a request a limit of Holdfast's cut short, such as `minBodyRate` (a bounded name).
+    if let Some(cut) = e.cut() {
+        out.extend_from_slice(b",\"cut\":\"");
+        out.extend_from_slice(cut.as_bytes());
+        out.push(b'"');
+    }
     rfc3339_millis(now, out);
     out.extend_from_slice(b" access ");
     socket_addr(e.head.client, out);
@@ -205,6 +211,10 @@ fn millis(d: Duration, out: &mut Vec<u8>) {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     number(micros / 1000, out);
     let frac = micros % 1000;
+    if let Some(cut) = e.cut() {
+        out.extend_from_slice(b" cut=");
+        out.extend_from_slice(cut.as_bytes());
+    }
     out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
 }
 

@@ -11,8 +11,10 @@
 //! imports the other for it.
 
 use super::direct_body::DirectBody;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use holdfast_snapshot::MinBodyRate;
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use tokio::net::TcpStream;
 
 /// What the client did while its request was being delivered.
@@ -37,6 +39,20 @@ pub struct ConnState {
     /// `None` when hyper does not read this socket itself (TLS: it reads the decrypted stream above it), or when
     /// bodies are never read past hyper.
     direct_body: Option<DirectBody>,
+    /// The least the client must read of its responses (`minBodyRate`, packed by [`pack`]): set by each request from
+    /// its route's policy, read by the socket only when it finds the client not reading.
+    read_floor: AtomicU64,
+    /// Where a connection closed for reading too slowly is counted (set by its first request).
+    read_too_slow: OnceLock<Counter>,
+}
+
+/// A rate in one word: bytes per second high, window low (both far below 2³² within the snapshot's bounds).
+fn pack(rate: MinBodyRate) -> u64 {
+    (rate.bytes_per_second.min(u32::MAX.into()) << 32) | rate.window_ms.min(u32::MAX.into())
+}
+
+fn unpack(word: u64) -> MinBodyRate {
+    MinBodyRate { bytes_per_second: word >> 32, window_ms: word & u64::from(u32::MAX) }
 }
 
 impl ConnState {
@@ -51,6 +67,27 @@ impl ConnState {
             responses_open: AtomicU32::new(0),
             http2: AtomicBool::new(false),
             direct_body,
+            read_floor: AtomicU64::new(pack(MinBodyRate::default())),
+            read_too_slow: OnceLock::new(),
+        }
+    }
+
+    /// Judges the client's reading by `rate` from now on (the route of its latest request decides: on HTTP/2 several
+    /// routes share the connection, and it is the connection that a slow reader holds), counting a close in `closed`.
+    pub fn watch_reads(&self, rate: MinBodyRate, closed: &Counter) {
+        self.read_floor.store(pack(rate), Ordering::Relaxed);
+        self.read_too_slow.get_or_init(|| closed.clone());
+    }
+
+    /// The least the client must read, per [`ConnState::watch_reads`].
+    pub(crate) fn read_floor(&self) -> MinBodyRate {
+        unpack(self.read_floor.load(Ordering::Relaxed))
+    }
+
+    /// The connection is being closed for reading too slowly.
+    pub(crate) fn count_read_too_slow(&self) {
+        if let Some(counter) = self.read_too_slow.get() {
+            counter.inc();
         }
     }
 

@@ -25,6 +25,8 @@ use tokio::time::Instant;
 
 /// The status logged for a request whose client went away before it was answered (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;
+/// [`Exchange::cut`] of a request body slower than its route's `minBodyRate`.
+pub const CUT_BODY_TOO_SLOW: &str = "client_body_too_slow";
 
 /// How a request's body travels, for logs and the status page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,8 @@ pub struct Exchange {
     error: Mutex<Option<String>>,
     finished: AtomicBool,
 }
+    /// The limit that cut the request short, for its log line; `None` for almost every request.
+    cut: OnceLock<&'static str>,
 
 impl Exchange {
     /// `route`: the route's metrics (if it has them) and its backend's name; `None` for a request no route took.
@@ -155,6 +159,7 @@ impl Exchange {
             finished: AtomicBool::new(false),
         })
     }
+            cut: OnceLock::new(),
 
     /// Gives a request with a body (or a tunnel request) its progress, and puts it on the status page; counted as
     /// an upload in flight. Once per request.
@@ -250,6 +255,20 @@ impl Exchange {
 
     pub fn is_tunnel(&self) -> bool {
         self.tunnel.load(Ordering::Acquire)
+    }
+
+    /// The request body arrived slower than the route's `minBodyRate`: counted, and said on the log line.
+    pub fn body_too_slow(&self, metrics: &crate::metrics::Metrics) {
+        metrics.client_body_too_slow.inc();
+        if let Some(route) = &self.route {
+            route.body_too_slow();
+        }
+        let _ = self.cut.set(CUT_BODY_TOO_SLOW);
+    }
+
+    /// The limit that cut the request short ([`CUT_BODY_TOO_SLOW`]), if one did.
+    pub fn cut(&self) -> Option<&'static str> {
+        self.cut.get().copied()
     }
 
     pub fn status(&self) -> u16 {

@@ -77,6 +77,10 @@ pub struct Metrics {
     pub config_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// `--spool-quota` (0: none).
     pub spool_quota_bytes: Gauge,
+    /// Request bodies answered 408 for arriving slower than their `minBodyRate`.
+    pub client_body_too_slow: Counter,
+    /// Client connections closed for reading their responses slower than `minBodyRate`.
+    pub client_read_too_slow: Counter,
     /// Endpoint addresses backing off after failures, all backends together; set when scraped.
     pub endpoints_backing_off: Gauge,
     pub route: Arc<route::RouteFamilies>,
@@ -136,6 +140,18 @@ impl Metrics {
         registry.register(
             "endpoints_backing_off",
             "Endpoint addresses set aside after failures, all backends together",
+        let client_body_too_slow = Counter::default();
+        registry.register(
+            "client_body_too_slow",
+            "Request bodies answered 408 for arriving slower than the route's minBodyRate",
+            client_body_too_slow.clone(),
+        );
+        let client_read_too_slow = Counter::default();
+        registry.register(
+            "client_read_too_slow",
+            "Client connections closed for reading responses slower than minBodyRate",
+            client_read_too_slow.clone(),
+        );
             endpoints_backing_off.clone(),
         );
         let route = route::RouteFamilies::register(&mut registry);
@@ -158,6 +174,8 @@ impl Metrics {
             replays,
             upstream_wait_seconds,
             config_version,
+            client_body_too_slow,
+            client_read_too_slow,
         }
     }
 

@@ -142,6 +142,7 @@ pub struct RouteFamilies {
     in_flight: Family<RouteLabels, Gauge>,
     uploads: Family<RouteLabels, Gauge>,
     tunnels: Family<RouteLabels, Gauge>,
+    too_slow: Family<RouteLabels, Counter>,
     /// Handles by labels, so that a route kept across snapshots gets the same ones.
     cache: Mutex<HashMap<RouteLabels, Arc<RouteMetrics>>>,
 }
@@ -158,6 +159,7 @@ impl RouteFamilies {
             in_flight: Family::default(),
             uploads: Family::default(),
             tunnels: Family::default(),
+            too_slow: Family::default(),
             cache: Mutex::new(HashMap::new()),
         };
         let f = &families;
@@ -182,6 +184,11 @@ impl RouteFamilies {
         registry.register("route_requests_in_flight", "Requests being served per route", f.in_flight.clone());
         registry.register("route_uploads_in_flight", "Requests with a body being served per route", f.uploads.clone());
         registry.register("route_tunnels_open", "Tunnels (WebSockets) open per route", f.tunnels.clone());
+        registry.register(
+            "route_client_body_too_slow",
+            "Request bodies answered 408 for arriving slower than minBodyRate, per route",
+            f.too_slow.clone(),
+        );
         Arc::new(families)
     }
 
@@ -217,6 +224,7 @@ impl RouteFamilies {
             self.in_flight.remove(labels);
             self.uploads.remove(labels);
             self.tunnels.remove(labels);
+            self.too_slow.remove(labels);
             self.upstream.remove(labels);
             self.body_bytes.remove(labels);
             for class in CLASSES {
@@ -283,6 +291,11 @@ impl RouteMetrics {
         self.body_bytes
             .get_or_init(|| self.families.body_bytes.get_or_create(&self.labels).clone())
             .observe(bytes as f64);
+    }
+
+    /// A request body arrived slower than the route's `minBodyRate` (rare: its series is created on first use).
+    pub fn body_too_slow(&self) {
+        self.families.too_slow.get_or_create(&self.labels).inc();
     }
 
     /// A replay after a failure of the kind `reason`.

@@ -68,6 +68,9 @@ pub async fn handle(
         let (method, path) = (&exchange.head.method, exchange.head.uri.path());
         tracing::warn!(%error, %method, path, request_id = ?request_id, "request failed");
         exchange.set_error(&error);
+        if let ProxyError::ClientBodyTooSlow(_) = error {
+            exchange.body_too_slow(&dp.metrics);
+        }
         error.into_response(&request_id, policy)
     };
     let mut response = match route {
@@ -107,6 +110,8 @@ async fn proxy(
     request_id: &HeaderValue,
     exchange: &Arc<Exchange>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // The response side of `minBodyRate` is the connection's socket (`server::client_io`).
+    conn.watch_reads(route.policy.min_body_rate, &dp.metrics.client_read_too_slow);
     if let Some(resumable) = route.policy.resumable.as_ref().filter(|_| crate::tus::claims(&request)) {
         let cx = crate::tus::Context {
             dp,
@@ -130,6 +135,7 @@ async fn proxy(
     let limits = BodyLimits {
         max_bytes: policy.max_body_size_bytes,
         idle: Duration::from_millis(policy.timeouts.client_body_ms),
+        min_rate: policy.min_body_rate,
     };
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
     // HTTP/2 carries both directions of a request at once: a gRPC stream's messages keep flowing after the response

@@ -8,6 +8,7 @@
 //! Before a request is routed, `target` checks its host fields and puts its path in normal form (`normalize`); rule
 //! paths are compiled in the same form, so that they are compared like with like.
 
+mod host_field;
 mod normalize;
 mod path;
 mod target;

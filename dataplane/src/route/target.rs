@@ -5,6 +5,7 @@
 //! delivered with another: a second `Host` field, a `Host` that contradicts HTTP/2's `:authority`, and a path with
 //! dot segments are settled here or refused.
 
+use super::host_field::{self, HostField};
 use super::normalize::{normalize_path, PathError};
 use http::uri::{Authority, PathAndQuery};
 use http::{header, HeaderMap, Request, StatusCode, Uri, Version};
@@ -75,15 +76,9 @@ fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Ta
     if value.is_empty() {
         return Ok(());
     }
-    let host: Authority = value.parse().map_err(|_| TargetError::InvalidHost)?;
-    // `uri-host [ ":" port ]`: an authority without userinfo, whose port (possibly empty) is a number.
-    let port = value.strip_prefix(host.host()).filter(|_| !value.contains('@'));
-    let port = port.and_then(|rest| if rest.is_empty() { Some("") } else { rest.strip_prefix(':') });
-    if !port.is_some_and(|port| port.is_empty() || port.parse::<u16>().is_ok()) {
-        return Err(TargetError::InvalidHost);
-    }
+    let host = host_field::parse(value).ok_or(TargetError::InvalidHost)?;
     match uri.authority() {
-        Some(authority) if version == Version::HTTP_2 && !same_server(uri, authority, &host) => {
+        Some(authority) if version == Version::HTTP_2 && !same_server(uri, authority, host) => {
             Err(TargetError::HostContradictsAuthority)
         }
         _ => Ok(()),
@@ -91,10 +86,10 @@ fn check_host(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Ta
 }
 
 /// RFC 3986 §6.2.3 scheme-based comparison: the host in any case, an absent port the scheme's default.
-fn same_server(uri: &Uri, authority: &Authority, host: &Authority) -> bool {
+fn same_server(uri: &Uri, authority: &Authority, host: HostField<'_>) -> bool {
     let default = if uri.scheme_str() == Some("https") { 443 } else { 80 };
-    authority.host().eq_ignore_ascii_case(host.host())
-        && authority.port_u16().unwrap_or(default) == host.port_u16().unwrap_or(default)
+    authority.host().eq_ignore_ascii_case(host.host)
+        && authority.port_u16().unwrap_or(default) == host.port.unwrap_or(default)
 }
 
 /// `uri` with another path and its own query, scheme and authority.

@@ -8,8 +8,18 @@
 //!
 //! **Watching the client while its request is delivered**: the socket is shared with [`ConnState`], which peeks at it
 //! while hyper is not reading (`crate::client`).
+//!
+//! **Slow readers** (`minBodyRate`, [`crate::min_rate`]): a client that reads its responses slower than the rate holds
+//! the connection, the response's upstream connection and the bytes in between. The time judged is the time writes
+//! wait for the client's socket to take more; a window of it that closes short with data still waiting closes the
+//! connection, with a reset: the bytes the client did not read are dropped at once instead of being kept in the
+//! kernel for a client that does not read them. A fast reader never makes a write wait, so it pays for nothing: no
+//! clock read, no timer. A write that waited reads the clock once when it goes through. The rate is the connection's,
+//! not a response's: the bytes waiting in the socket may belong to a response already finished, or on HTTP/2 to
+//! several.
 
 use crate::client::ConnState;
+use crate::min_rate::{RateWindows, TooSlow};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -18,7 +28,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// Bounds of a lingering close.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +43,43 @@ pub struct ClientIo {
     state: Arc<ConnState>,
     lingering: Lingering,
     drain: Option<Drain>,
+    /// Created the first time a write waits for the client (boxed: most connections never need one).
+    reads: Option<Box<ReadWatch>>,
+}
+
+/// The client's reading, judged in windows of time spent waiting for it to take more.
+struct ReadWatch {
+    windows: RateWindows,
+    /// When the current wait began; `None` while writes go through.
+    waiting_since: Option<Instant>,
+    /// Wakes the connection's task when the windows run out of patience, so that a client that reads nothing at all
+    /// is judged too.
+    timer: Pin<Box<Sleep>>,
+    /// A window closed short: the next write fails.
+    verdict: Option<TooSlow>,
+}
+
+impl ReadWatch {
+    /// `n` bytes went through; the wait before them, if there was one, ended now.
+    fn wrote(&mut self, n: usize) {
+        let waited = self.waiting_since.take().map_or(Duration::ZERO, |since| since.elapsed());
+        if let Err(too_slow) = self.windows.waited(waited, n as u64) {
+            self.verdict = Some(too_slow);
+        }
+    }
+
+    /// A write must wait: judges the wait so far, and sets the timer to when the windows would run out of patience.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Result<(), TooSlow> {
+        let now = Instant::now();
+        let since = self.waiting_since.replace(now).unwrap_or(now);
+        self.windows.waited(now - since, 0)?;
+        self.timer.as_mut().reset(now + self.windows.patience());
+        if self.timer.as_mut().poll(cx).is_ready() {
+            // Already due (a zero patience): be polled again at once rather than never.
+            cx.waker().wake_by_ref();
+        }
+        Ok(())
+    }
 }
 
 struct Drain {
@@ -43,7 +90,52 @@ struct Drain {
 
 impl ClientIo {
     pub fn new(state: Arc<ConnState>, lingering: Lingering) -> Self {
-        ClientIo { socket: state.socket().clone(), state, lingering, drain: None }
+        ClientIo { socket: state.socket().clone(), state, lingering, drain: None, reads: None }
+    }
+
+    /// Bytes went through to the client.
+    fn wrote(&mut self, n: usize) {
+        if let Some(reads) = &mut self.reads {
+            reads.wrote(n);
+        }
+    }
+
+    /// A write must wait for the client to read: `Pending`, unless the client has been reading too slowly.
+    fn wait_for_reader<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let rate = self.state.read_floor();
+        let Some(windows) = RateWindows::new(rate) else {
+            self.reads = None;
+            return Poll::Pending;
+        };
+        let reads = match &mut self.reads {
+            Some(reads) if reads.windows.rate() == rate => reads,
+            // First wait, or the route's policy changed: new windows.
+            slot => slot.insert(Box::new(ReadWatch {
+                windows,
+                waiting_since: None,
+                timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                verdict: None,
+            })),
+        };
+        match reads.verdict.take().map_or_else(|| reads.wait(cx), Err) {
+            Ok(()) => Poll::Pending,
+            Err(too_slow) => Poll::Ready(Err(self.close_slow_reader(too_slow))),
+        }
+    }
+
+    /// Counts the close, and makes it a reset (`SO_LINGER` 0) so that the unread bytes are dropped with the socket.
+    fn close_slow_reader(&self, too_slow: TooSlow) -> io::Error {
+        self.state.count_read_too_slow();
+        let peer = self.socket.peer_addr().ok();
+        tracing::info!(?peer, %too_slow, "closing a connection whose client reads its responses too slowly");
+        let _ = socket2::SockRef::from(&*self.socket).set_linger(Some(Duration::ZERO));
+        io::Error::new(io::ErrorKind::TimedOut, too_slow)
+    }
+
+    /// A verdict reached on the last write that went through fails this one.
+    fn pending_verdict(&mut self) -> Option<io::Error> {
+        let too_slow = self.reads.as_mut()?.verdict.take()?;
+        Some(self.close_slow_reader(too_slow))
     }
 
     /// Reads like tokio's own `TcpStream::poll_read`, including its one economy: a read that returns less than the
@@ -76,6 +168,30 @@ impl ClientIo {
         }
     }
 
+    /// One write (`try_write` or its vectored form) as soon as the socket takes it, under the slow-reader rule.
+    fn write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        try_write: impl Fn(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(error) = self.pending_verdict() {
+            return Poll::Ready(Err(error));
+        }
+        loop {
+            if self.socket.poll_write_ready(cx)?.is_pending() {
+                return self.wait_for_reader(cx);
+            }
+            match try_write(&self.socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) => {
+                    self.wrote(n);
+                    return Poll::Ready(Ok(n));
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         match socket2::SockRef::from(&*self.socket).shutdown(std::net::Shutdown::Write) {
             // Already disconnected: nothing left to shut down.
@@ -98,13 +214,8 @@ impl AsyncRead for ClientIo {
 
 impl AsyncWrite for ClientIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.socket.poll_write_ready(cx))?;
-            match self.socket.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        let this = self.get_mut();
+        this.write_with(cx, |socket| socket.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -112,13 +223,8 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.socket.poll_write_ready(cx))?;
-            match self.socket.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        let this = self.get_mut();
+        this.write_with(cx, |socket| socket.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

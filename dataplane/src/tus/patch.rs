@@ -9,6 +9,7 @@ use super::writeback::Writeback;
 use super::{delivery, empty, expires_value, number, plain, resource, Context, Dialect};
 use crate::error::{ProxyBody, ProxyError};
 use crate::exchange::Mode;
+use crate::min_rate::{Late, Pace};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -128,6 +129,8 @@ enum Ended {
     Complete,
     /// The client's connection failed or went idle; what arrived is kept.
     Cut,
+    /// The client sent slower than the route's `minBodyRate`; what arrived is kept.
+    TooSlow,
     /// Another request took the upload over.
     Stopped,
     /// The body goes past the upload's length (or the size limit of an upload of deferred length).
@@ -157,7 +160,11 @@ async fn write_body(
     }
     let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
     let (length, max) = (upload.info().length, cx.max_size());
-    let idle = Duration::from_millis(cx.policy.timeouts.client_body_ms);
+    let mut pace = Pace::new(Duration::from_millis(cx.policy.timeouts.client_body_ms), cx.policy.min_body_rate);
+    let brought = |frame: &Option<Result<http_body::Frame<Bytes>, hyper::Error>>| match frame {
+        Some(Ok(frame)) => frame.data_ref().map_or(0, |data| data.len() as u64),
+        _ => 0,
+    };
     // On the status page while it runs, as any request with a body.
     let declared = hyper::body::Body::size_hint(request.body()).exact();
     let progress = cx.exchange.track(cx.dp, Mode::Resumable, declared);
@@ -166,7 +173,7 @@ async fn write_body(
     let mut writeback = Writeback::new(file.clone());
     let ended = loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle, body.frame()) => frame,
+            frame = pace.wait(body.frame(), brought) => frame,
             () = upload.stop_requested() => break Ended::Stopped,
         };
         let data: Bytes = match frame {
@@ -175,7 +182,8 @@ async fn write_body(
                 Err(_) => continue, // trailers
             },
             Ok(None) => break Ended::Complete,
-            Ok(Some(Err(_))) | Err(_) => break Ended::Cut,
+            Err(Late::TooSlow(_)) => break Ended::TooSlow,
+            Ok(Some(Err(_))) | Err(Late::Idle(_)) => break Ended::Cut,
         };
         let end = offset + data.len() as u64;
         let limit = length.unwrap_or(if max > 0 { max } else { u64::MAX });
@@ -260,6 +268,15 @@ async fn write_body(
             let mut response =
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "the body stopped arriving; what arrived is stored\n");
             response.headers_mut().insert(UPLOAD_OFFSET, number(offset));
+            Ok(response)
+        }
+        // 408 as on every body path; the bytes that arrived stay in the upload, for a resumption at a better pace.
+        Ended::TooSlow => {
+            cx.exchange.body_too_slow(&cx.dp.metrics);
+            let text = "the body arrived too slowly; what arrived is stored\n";
+            let mut response = plain(StatusCode::REQUEST_TIMEOUT, text);
+            response.headers_mut().insert(UPLOAD_OFFSET, number(offset));
+            response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             Ok(response)
         }
         Ended::TooLong => {
