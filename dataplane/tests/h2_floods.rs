@@ -89,17 +89,25 @@ fn rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-#[tokio::test]
-async fn a_paced_rapid_reset_is_cut_off_after_the_connections_request_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = CountingUpstream::start().await;
-    let limit = MAX_REQUESTS.to_string();
-    let dataplane = start_dataplane(dir.path(), upstream.addr, &["--max-requests-per-connection", &limit]).await;
-    let (mut writer, log) = open_raw(dataplane.addr).await;
-    // One stream at a time: each is accepted (and proxied) before it is reset, so no limit on unaccepted resets
-    // applies. The GOAWAY and the server's PINGs are ignored, as an attacker would.
-    let (started, mut sent) = (Instant::now(), 0u32);
-    while sent < 3_000 && started.elapsed() < Duration::from_secs(20) && !log.seen().closed {
+/// A paced rapid reset: one stream at a time, each reset about half a millisecond after its HEADERS, so that each is
+/// accepted (and proxied) before it is reset and no limit on unaccepted resets applies; at most 3,000 streams or 20 s.
+/// The server's PINGs are answered or not (an attacker may ignore them, and with them the graceful GOAWAY's end).
+/// Returns the streams sent and what the server sent.
+async fn paced_rapid_reset(addr: SocketAddr, answer_pings: bool) -> (u32, Seen) {
+    let (mut writer, log) = open_raw(addr).await;
+    let (started, mut sent, mut answered) = (Instant::now(), 0u32, 0u32);
+    while sent < 3_000 && started.elapsed() < Duration::from_secs(20) {
+        let seen = log.seen();
+        if seen.closed {
+            break;
+        }
+        if answer_pings && seen.pings > answered {
+            answered = seen.pings;
+            let ack = h2f::ping_ack(&seen.last_ping.unwrap_or_default());
+            if writer.write_all(&ack).await.is_err() {
+                break;
+            }
+        }
         let stream = 2 * sent + 1;
         if writer.write_all(&h2f::get(stream, "/paced")).await.is_err() {
             break;
@@ -112,6 +120,20 @@ async fn a_paced_rapid_reset_is_cut_off_after_the_connections_request_limit() {
     }
     let seen = log.closed(Duration::from_secs(10)).await;
     eprintln!("paced rapid reset: {sent} streams sent in {:?}, server sent {seen:?}", started.elapsed());
+    (sent, seen)
+}
+
+async fn start_limited(dir: &Path, upstream: &CountingUpstream) -> DataplaneProcess {
+    let limit = MAX_REQUESTS.to_string();
+    start_dataplane(dir, upstream.addr, &["--max-requests-per-connection", &limit]).await
+}
+
+#[tokio::test]
+async fn a_paced_rapid_reset_is_cut_off_after_the_connections_request_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = CountingUpstream::start().await;
+    let dataplane = start_limited(dir.path(), &upstream).await;
+    let (sent, seen) = paced_rapid_reset(dataplane.addr, false).await;
     assert!(seen.closed, "the connection is still open after {sent} streams: {seen:?}");
     assert!(sent as usize > MAX_REQUESTS, "the attack stopped before reaching the limit ({sent} streams)");
     assert_eq!(seen.goaways.first(), Some(&(0x7fff_ffff, h2f::NO_ERROR)), "a graceful GOAWAY first: {seen:?}");
@@ -123,6 +145,48 @@ async fn a_paced_rapid_reset_is_cut_off_after_the_connections_request_limit() {
     assert!(reached <= MAX_REQUESTS, "{reached} requests reached the upstream on one connection");
     // The dataplane serves on.
     assert_eq!(support::get(dataplane.addr, "/after").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_paced_rapid_reset_that_answers_the_goaways_ping_is_cut_off_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = CountingUpstream::start().await;
+    let dataplane = start_limited(dir.path(), &upstream).await;
+    let (sent, seen) = paced_rapid_reset(dataplane.addr, true).await;
+    assert!(seen.closed, "the connection is still open after {sent} streams: {seen:?}");
+    // The PING answered, the second GOAWAY names the last stream served; later streams are ignored by h2.
+    assert_eq!(seen.goaways.len(), 2, "{seen:?}");
+    assert!(seen.goaways.iter().all(|&(_, code)| code == h2f::NO_ERROR), "{seen:?}");
+    assert!(seen.goaways[1].0 < 2 * sent, "{seen:?}");
+    let reached = upstream.requests();
+    assert!(reached <= MAX_REQUESTS, "{reached} requests reached the upstream on one connection");
+    assert_eq!(support::get(dataplane.addr, "/after").await.0, 200);
+}
+
+#[tokio::test]
+async fn header_lists_up_to_the_limit_are_served_and_larger_ones_refused_without_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = CountingUpstream::start().await;
+    let dataplane = start_dataplane(dir.path(), upstream.addr, &[]).await;
+    let (mut writer, log) = open_raw(dataplane.addr).await;
+    let request = |stream: u32, value_len: usize| {
+        let mut block = h2f::request_block("GET", "/headers");
+        h2f::literal(&mut block, b"x-big", &vec![b'a'; value_len]);
+        h2f::header_frames(stream, &block, true)
+    };
+    // 48 KiB: over hyper's own default (16 KiB), within the dataplane's (64 KiB), in HEADERS and 2 CONTINUATIONs.
+    writer.write_all(&request(1, 48 << 10)).await.unwrap();
+    let seen = log.wait_for(Duration::from_secs(10), |seen| seen.ok_responses + seen.other_responses >= 1).await;
+    assert_eq!((seen.ok_responses, seen.other_responses), (1, 0), "{seen:?}");
+    // 80 KiB: refused (h2 answers 431) before anything reaches the upstream; the connection stays open.
+    writer.write_all(&request(3, 80 << 10)).await.unwrap();
+    let seen = log.wait_for(Duration::from_secs(10), |seen| seen.other_responses >= 1).await;
+    assert_eq!((seen.ok_responses, seen.other_responses), (1, 1), "{seen:?}");
+    writer.write_all(&h2f::get(5, "/after")).await.unwrap();
+    let seen = log.wait_for(Duration::from_secs(10), |seen| seen.ok_responses >= 2).await;
+    assert_eq!(seen.ok_responses, 2, "{seen:?}");
+    assert!(seen.goaways.is_empty() && !seen.closed, "{seen:?}");
+    assert_eq!(upstream.requests(), 2);
 }
 
 #[tokio::test]

@@ -49,6 +49,10 @@ pub fn settings_ack() -> Vec<u8> {
     frame(SETTINGS, ACK, 0, &[])
 }
 
+pub fn ping_ack(payload: &[u8]) -> Vec<u8> {
+    frame(PING, ACK, 0, payload)
+}
+
 pub fn rst_stream(stream: u32, code: u32) -> Vec<u8> {
     frame(RST_STREAM, 0, stream, &code.to_be_bytes())
 }
@@ -56,6 +60,25 @@ pub fn rst_stream(stream: u32, code: u32) -> Vec<u8> {
 /// A GET of `path` on stream `stream` in one HEADERS frame, with no body.
 pub fn get(stream: u32, path: &str) -> Vec<u8> {
     frame(HEADERS, END_HEADERS | END_STREAM, stream, &request_block("GET", path))
+}
+
+/// A header block in as many frames as it takes: HEADERS, then CONTINUATION frames of at most [`MAX_FRAME`] bytes,
+/// the last with END_HEADERS. `end_stream`: the request has no body.
+pub fn header_frames(stream: u32, block: &[u8], end_stream: bool) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = block.chunks(MAX_FRAME).collect();
+    let last = chunks.len().saturating_sub(1);
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let (kind, mut flags) = if i == 0 { (HEADERS, 0) } else { (CONTINUATION, 0) };
+        if i == 0 && end_stream {
+            flags |= END_STREAM;
+        }
+        if i == last {
+            flags |= END_HEADERS;
+        }
+        out.extend(frame(kind, flags, stream, chunk));
+    }
+    out
 }
 
 /// The header block of a request to `http://flood.test{path}`.
@@ -122,8 +145,10 @@ pub struct Seen {
     pub other_responses: u32,
     /// RST_STREAM frames, by error code: (code, count).
     pub resets: Vec<(u32, u32)>,
-    /// PINGs the server sent (never answered: the peers of these tests ignore them, as an attacker may).
+    /// PINGs the server sent (answered only by tests that choose to: an attacker may ignore them).
     pub pings: u32,
+    /// The payload of the last PING the server sent, to be echoed in a PING ACK.
+    pub last_ping: Option<Vec<u8>>,
     /// The connection ended (end of file or reset).
     pub closed: bool,
 }
@@ -149,7 +174,10 @@ impl Seen {
                 let code = u32::from_be_bytes(frame.payload[4..8].try_into().unwrap());
                 self.goaways.push((last, code));
             }
-            PING if frame.flags & ACK == 0 => self.pings += 1,
+            PING if frame.flags & ACK == 0 => {
+                self.pings += 1;
+                self.last_ping = Some(frame.payload.clone());
+            }
             _ => {}
         }
     }
@@ -185,8 +213,17 @@ impl FrameLog {
 
     /// Waits (at most `within`) until the connection has ended; returns what was seen by then.
     pub async fn closed(&self, within: std::time::Duration) -> Seen {
+        self.wait_for(within, |seen| seen.closed).await
+    }
+
+    /// Waits (at most `within`) until what was seen satisfies `done`, or the connection ended; returns what was seen.
+    pub async fn wait_for(&self, within: std::time::Duration, done: impl Fn(&Seen) -> bool) -> Seen {
         let mut changed = self.changed.clone();
-        let _ = tokio::time::timeout(within, changed.wait_for(|_| self.seen.lock().unwrap().closed)).await;
+        let ready = |_: &u64| {
+            let seen = self.seen.lock().unwrap();
+            seen.closed || done(&seen)
+        };
+        let _ = tokio::time::timeout(within, changed.wait_for(ready)).await;
         self.seen()
     }
 }
