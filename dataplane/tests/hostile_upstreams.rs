@@ -1,7 +1,7 @@
-//! Upstreams that answer with bytes no correct server sends, written exactly by a TCP server in the test,
+//! Upstreams that answer with bytes no correct server sends, written exactly by a TCP (or HTTP/2) server in the test,
 //! against a real dataplane over raw sockets, on every upstream client: Holdfast's own HTTP/1.1 client (a GET, a
 //! Buffered upload of known length), hyper's HTTP/1.1 client (a Tee upload sent chunked, a Streaming upload, a
-//! WebSocket handshake).
+//! WebSocket handshake) and hyper's HTTP/2 client (an `Http2` backend).
 //!
 //! - a response head over the cap (64 KiB) or with more than 100 fields is a 502, and its connection is closed;
 //! - `Content-Length` beside `Transfer-Encoding` on hyper's client: the coding wins, the length is not forwarded, and
@@ -381,5 +381,147 @@ async fn an_endless_chunk_size_line_or_trailer_section_is_not_buffered() {
             let got = try_read_answer(&mut client, &mut Vec::new()).await;
             assert!(got.is_none_or(|got| !got.complete), "{path:?}, endless {what}: the response looks complete");
         }
+    }
+}
+
+/// HTTP/2 framing for the hostile HTTP/2 upstream.
+mod h2_frames {
+    pub const HEADERS: u8 = 0x1;
+    pub const SETTINGS: u8 = 0x4;
+    pub const CONTINUATION: u8 = 0x9;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    pub const ACK: u8 = 0x1;
+    /// SETTINGS_MAX_FRAME_SIZE's default: the largest frame payload the client takes.
+    const MAX_FRAME: usize = 16 * 1024;
+
+    pub fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    /// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), the prefix's other bits zero.
+    fn integer(out: &mut Vec<u8>, mut value: usize, n: u32) {
+        let max = (1usize << n) - 1;
+        if value < max {
+            out.push(value as u8);
+            return;
+        }
+        out.push(max as u8);
+        value -= max;
+        while value >= 128 {
+            out.push((value % 128 + 128) as u8);
+            value /= 128;
+        }
+        out.push(value as u8);
+    }
+
+    /// A header block: `:status: 200` (static index 8), then each field as a literal without indexing, new name.
+    pub fn block(fields: &[(String, String)]) -> Vec<u8> {
+        let mut out = vec![0x88];
+        for (name, value) in fields {
+            out.push(0x00);
+            integer(&mut out, name.len(), 7);
+            out.extend_from_slice(name.as_bytes());
+            integer(&mut out, value.len(), 7);
+            out.extend_from_slice(value.as_bytes());
+        }
+        out
+    }
+
+    /// The response on `stream`: HEADERS and as many CONTINUATION frames as the block needs, ending the stream.
+    pub fn response(stream: u32, block: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = block.chunks(MAX_FRAME).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = if i + 1 == pieces.len() { END_HEADERS } else { 0 };
+            match i {
+                0 => frame(&mut out, HEADERS, END_STREAM | last, stream, piece),
+                _ => frame(&mut out, CONTINUATION, last, stream, piece),
+            }
+        }
+        out
+    }
+}
+
+/// An HTTP/2 (h2c, prior knowledge) upstream answering each request's HEADERS with `fields`, with no body.
+async fn hostile_h2(fields: Vec<(String, String)>) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let block = Arc::new(h2_frames::block(&fields));
+    tokio::spawn(async move {
+        for connection in 0.. {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(serve_h2(stream, connection, block.clone(), tx.clone()));
+        }
+    });
+    (addr, rx)
+}
+
+async fn serve_h2(mut stream: TcpStream, connection: usize, block: Arc<Vec<u8>>, tx: mpsc::UnboundedSender<Seen>) {
+    use h2_frames::{frame, response, ACK, END_HEADERS, HEADERS, SETTINGS};
+    let mut buf = Vec::new();
+    let mut hello = Vec::new();
+    frame(&mut hello, SETTINGS, 0, 0, &[]);
+    frame(&mut hello, SETTINGS, ACK, 0, &[]);
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    if read_until(&mut stream, &mut buf, preface).await.is_none() || stream.write_all(&hello).await.is_err() {
+        return;
+    }
+    buf.drain(..preface.len());
+    let mut requests = 0;
+    // Ends: every round consumes a frame or reads more, and reading ends with the connection or after `WAIT`.
+    loop {
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let id = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            buf.drain(..9 + len);
+            if kind == HEADERS && flags & END_HEADERS != 0 {
+                let _ = tx.send(Seen::Request(connection, requests));
+                requests += 1;
+                if stream.write_all(&response(id, &block)).await.is_err() {
+                    let _ = tx.send(Seen::WriteFailed(connection));
+                    return;
+                }
+            }
+        }
+        if fill(&mut stream, &mut buf).await.is_none() {
+            let _ = tx.send(Seen::Closed(connection));
+            return;
+        }
+    }
+}
+
+async fn h2_dataplane(upstream: SocketAddr) -> Harness {
+    let snapshot = routed(1, &[upstream], json!({"protocol": "Http2"}), json!({"mode": "Buffered"}));
+    Harness::start(Some(&snapshot.to_string()), 0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_is_held_to_the_same_head_cap_and_field_count() {
+    let big = |len: usize| vec![("x-big".to_string(), "b".repeat(len))];
+    let numbered = |n: usize| (0..n).map(|i| (format!("x-f{i}"), i.to_string())).collect::<Vec<_>>();
+    // Header list sizes count 32 bytes per field beside its name and value (RFC 9113 §6.5.2).
+    let cases = [
+        ("a 40 KiB head (over h2's own 16 KiB default)", big(40 * 1024), 200),
+        ("a head just under the cap", big(MAX_HEAD - 5 - 32 - 1024), 200),
+        ("a head over the cap", big(MAX_HEAD + 1), 502),
+        ("a head of 300 KiB", big(300 * 1024), 502),
+        ("100 fields", numbered(100), 200),
+        ("101 fields", numbered(101), 502),
+    ];
+    for (what, fields, expected) in cases {
+        let (upstream, mut seen) = hostile_h2(fields).await;
+        let hf = h2_dataplane(upstream).await;
+        let answer = ask(&hf, Path::PlainGet).await;
+        assert_eq!(answer.status, expected, "{what}: {}", &answer.head[..answer.head.len().min(200)]);
+        assert_eq!(next(&mut seen).await, Seen::Request(0, 0), "{what}");
     }
 }

@@ -33,10 +33,23 @@ pub async fn within_timeouts(
         Err(_) if clock.was_source_aborted() => {
             Err(Failure::new(FailureKind::ClientBodyAborted, "the client's body ended early"))
         }
+        // A head over the size or field cap is a parse error too (hyper's `TooLarge`).
         Err(error) if error.is_parse() => Err(Failure::new(FailureKind::Protocol, format!("{addr}: {error}"))),
+        // h2 itself reset the stream or the connection: the upstream broke the protocol (a response head over
+        // SETTINGS_MAX_HEADER_LIST_SIZE, a malformed frame). Not a reset by the upstream, and not worth a replay.
+        Err(error) if reset_by_h2(&error) => {
+            Err(Failure::new(FailureKind::Protocol, format!("{addr}: {}", describe(&error))))
+        }
         // Closed, reset, refused stream, GOAWAY: nothing came back, which the replay policy decides on.
         Err(error) => Err(Failure::new(FailureKind::ResetBeforeResponse, format!("{addr}: {}", describe(&error)))),
     }
+}
+
+/// Whether an HTTP/2 error was raised by h2 on its side (`is_library`), rather than received from the upstream or
+/// an I/O error.
+fn reset_by_h2(error: &hyper::Error) -> bool {
+    let cause = std::error::Error::source(error);
+    cause.and_then(|cause| cause.downcast_ref::<h2::Error>()).is_some_and(h2::Error::is_library)
 }
 
 /// hyper's error with its cause (an h2 reset code, an I/O error), which hyper's own message leaves out.
