@@ -116,18 +116,18 @@ pub fn json(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"tunnelMs\":");
         millis(lifetime, out);
     }
-    out.extend_from_slice(b"}\n");
-}
-
-/// `TIME access CLIENT "METHOD HOST PATH PROTOCOL" STATUS in=… out=… DURATION …` and a newline.
-pub fn text(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
-    let e = entry.exchange;
     // Only for a request a limit of Holdfast's cut short, such as `minBodyRate` (a bounded name).
     if let Some(cut) = e.cut() {
         out.extend_from_slice(b",\"cut\":\"");
         out.extend_from_slice(cut.as_bytes());
         out.push(b'"');
     }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `TIME access CLIENT "METHOD HOST PATH PROTOCOL" STATUS in=… out=… DURATION …` and a newline.
+pub fn text(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
+    let e = entry.exchange;
     rfc3339_millis(now, out);
     out.extend_from_slice(b" access ");
     socket_addr(e.head.client, out);
@@ -201,6 +201,10 @@ pub fn text(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
         millis(lifetime, out);
         out.extend_from_slice(b"ms");
     }
+    if let Some(cut) = e.cut() {
+        out.extend_from_slice(b" cut=");
+        out.extend_from_slice(cut.as_bytes());
+    }
     out.extend_from_slice(b" id=");
     printable(&String::from_utf8_lossy(e.head.id.as_bytes()), out);
     out.push(b'\n');
@@ -211,10 +215,6 @@ fn millis(d: Duration, out: &mut Vec<u8>) {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     number(micros / 1000, out);
     let frac = micros % 1000;
-    if let Some(cut) = e.cut() {
-        out.extend_from_slice(b" cut=");
-        out.extend_from_slice(cut.as_bytes());
-    }
     out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
 }
 

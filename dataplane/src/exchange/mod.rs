@@ -132,10 +132,10 @@ pub struct Exchange {
     /// The response was `101`: the tunnel logs the request when it closes.
     tunnel: AtomicBool,
     error: Mutex<Option<String>>,
-    finished: AtomicBool,
-}
     /// The limit that cut the request short, for its log line; `None` for almost every request.
     cut: OnceLock<&'static str>,
+    finished: AtomicBool,
+}
 
 impl Exchange {
     /// `route`: the route's metrics (if it has them) and its backend's name; `None` for a request no route took.
@@ -156,10 +156,10 @@ impl Exchange {
             spooled: AtomicU64::new(0),
             tunnel: AtomicBool::new(false),
             error: Mutex::new(None),
+            cut: OnceLock::new(),
             finished: AtomicBool::new(false),
         })
     }
-            cut: OnceLock::new(),
 
     /// Gives a request with a body (or a tunnel request) its progress, and puts it on the status page; counted as
     /// an upload in flight. Once per request.
@@ -242,6 +242,20 @@ impl Exchange {
         }
     }
 
+    /// The request body arrived slower than the route's `minBodyRate`: counted, and said on the log line.
+    pub fn body_too_slow(&self, metrics: &crate::metrics::Metrics) {
+        metrics.client_body_too_slow.inc();
+        if let Some(route) = &self.route {
+            route.body_too_slow();
+        }
+        let _ = self.cut.set(CUT_BODY_TOO_SLOW);
+    }
+
+    /// The limit that cut the request short ([`CUT_BODY_TOO_SLOW`]), if one did.
+    pub fn cut(&self) -> Option<&'static str> {
+        self.cut.get().copied()
+    }
+
     /// The response switched protocols: the tunnel, not the response, ends this request.
     pub fn became_tunnel(&self) {
         self.tunnel.store(true, Ordering::Release);
@@ -255,20 +269,6 @@ impl Exchange {
 
     pub fn is_tunnel(&self) -> bool {
         self.tunnel.load(Ordering::Acquire)
-    }
-
-    /// The request body arrived slower than the route's `minBodyRate`: counted, and said on the log line.
-    pub fn body_too_slow(&self, metrics: &crate::metrics::Metrics) {
-        metrics.client_body_too_slow.inc();
-        if let Some(route) = &self.route {
-            route.body_too_slow();
-        }
-        let _ = self.cut.set(CUT_BODY_TOO_SLOW);
-    }
-
-    /// The limit that cut the request short ([`CUT_BODY_TOO_SLOW`]), if one did.
-    pub fn cut(&self) -> Option<&'static str> {
-        self.cut.get().copied()
     }
 
     pub fn status(&self) -> u16 {

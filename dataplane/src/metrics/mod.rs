@@ -73,14 +73,14 @@ pub struct Metrics {
     pub upstream_wait_seconds: Histogram,
     pub config_version: Gauge,
     pub tunnels_open: Gauge,
-    /// Seconds since the snapshot in force was applied; set when scraped.
-    pub config_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
-    /// `--spool-quota` (0: none).
-    pub spool_quota_bytes: Gauge,
     /// Request bodies answered 408 for arriving slower than their `minBodyRate`.
     pub client_body_too_slow: Counter,
     /// Client connections closed for reading their responses slower than `minBodyRate`.
     pub client_read_too_slow: Counter,
+    /// Seconds since the snapshot in force was applied; set when scraped.
+    pub config_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `--spool-quota` (0: none).
+    pub spool_quota_bytes: Gauge,
     /// Endpoint addresses backing off after failures, all backends together; set when scraped.
     pub endpoints_backing_off: Gauge,
     pub route: Arc<route::RouteFamilies>,
@@ -124,6 +124,18 @@ impl Metrics {
             "Tunnels (WebSocket and other Upgrades) carrying bytes between a client and an upstream now",
             tunnels_open.clone(),
         );
+        let client_body_too_slow = Counter::default();
+        registry.register(
+            "client_body_too_slow",
+            "Request bodies answered 408 for arriving slower than the route's minBodyRate",
+            client_body_too_slow.clone(),
+        );
+        let client_read_too_slow = Counter::default();
+        registry.register(
+            "client_read_too_slow",
+            "Client connections closed for reading responses slower than minBodyRate",
+            client_read_too_slow.clone(),
+        );
         let config_age_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "config_age_seconds",
@@ -140,24 +152,14 @@ impl Metrics {
         registry.register(
             "endpoints_backing_off",
             "Endpoint addresses set aside after failures, all backends together",
-        let client_body_too_slow = Counter::default();
-        registry.register(
-            "client_body_too_slow",
-            "Request bodies answered 408 for arriving slower than the route's minBodyRate",
-            client_body_too_slow.clone(),
-        );
-        let client_read_too_slow = Counter::default();
-        registry.register(
-            "client_read_too_slow",
-            "Client connections closed for reading responses slower than minBodyRate",
-            client_read_too_slow.clone(),
-        );
             endpoints_backing_off.clone(),
         );
         let route = route::RouteFamilies::register(&mut registry);
         let backend = backend::BackendFamilies::register(&mut registry);
         let resumable = resumable::ResumableMetrics::register(&mut registry);
         Metrics {
+            client_body_too_slow,
+            client_read_too_slow,
             resumable,
             config_age_seconds,
             spool_quota_bytes,
@@ -174,8 +176,6 @@ impl Metrics {
             replays,
             upstream_wait_seconds,
             config_version,
-            client_body_too_slow,
-            client_read_too_slow,
         }
     }
 
