@@ -10,6 +10,7 @@
 
 mod support;
 
+use holdfast_dataplane::metrics::{ReplayLabel, ReplayReason};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -523,5 +524,10 @@ async fn an_http2_upstream_is_held_to_the_same_head_cap_and_field_count() {
         let answer = ask(&hf, Path::PlainGet).await;
         assert_eq!(answer.status, expected, "{what}: {}", &answer.head[..answer.head.len().min(200)]);
         assert_eq!(next(&mut seen).await, Seen::Request(0, 0), "{what}");
+        if expected == 502 {
+            // Refused by h2 or by the field count as an invalid response: no replay.
+            let label = ReplayLabel { reason: ReplayReason::reset_before_response };
+            assert_eq!(hf.dp.metrics.replays.get_or_create(&label).get(), 0, "{what}: replayed");
+        }
     }
 }
