@@ -117,7 +117,10 @@ fn parse_head_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<Head>, H
     for (slot, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         *slot = (span(field.name.as_bytes()), span(field.value));
     }
-    let reason = parsed.reason.map(|r| span(r.as_bytes())).filter(|_| status.canonical_reason() != parsed.reason);
+    // A phrase with obs-text (bytes over 0x7E, which RFC 9112 §4 allows) comes back from httparse as an empty string
+    // that is not in the buffer and has no span there: hyper's usual phrase is sent instead.
+    let reason = parsed.reason.filter(|r| !r.is_empty() && status.canonical_reason() != Some(*r));
+    let reason = reason.map(|r| span(r.as_bytes()));
     let head: Bytes = buf.split_to(len).freeze();
     let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
     // One more than parsed: the client's copy gets `X-Request-Id` (proxy.rs) without the map growing.

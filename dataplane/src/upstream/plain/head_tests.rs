@@ -124,6 +124,13 @@ fn the_fields_and_reason_are_kept_as_sent() {
 }
 
 #[test]
+fn a_reason_phrase_that_is_not_text_is_left_to_hyper() {
+    // Found by fuzz/fuzz_targets/response_head.rs: the phrase's span was taken from outside the buffer (a panic).
+    let got = every_split(b"HTTP/1.1 200 OK\x8d\r\nContent-Length: 0\r\n\r\n").outcome.unwrap().unwrap();
+    assert_eq!((got.status, got.reason), (StatusCode::OK, None));
+}
+
+#[test]
 fn invalid_responses_fail_the_same_at_every_split() {
     use httparse::Error as Syntax;
     let cases: &[(&[u8], HeadError)] = &[
