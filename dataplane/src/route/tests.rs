@@ -112,3 +112,20 @@ fn host_of_strips_ports_and_brackets() {
     assert_eq!(host_of("[::1]:80"), "::1");
     assert_eq!(host_of("127.0.0.1:80"), "127.0.0.1");
 }
+
+/// Requests are routed by their normal path (`normalize`), so rule paths are compiled into the same form.
+#[test]
+fn rule_paths_are_compiled_in_the_normal_form_requests_are_routed_by() {
+    let t = table(
+        r#"{"version":1,"hosts":[{"paths":[{"path":"/%7euser","pathType":"Prefix","backend":"a"},
+        {"path":"/a//b/./","pathType":"Exact","backend":"b"},{"path":"/files%2fx","pathType":"Prefix","backend":"c"}]}],
+        "backends":{"a":{},"b":{},"c":{}}}"#,
+    );
+    let route = |path: &str| backend(&t, "h", &normalize_path(path).unwrap());
+    assert_eq!(route("/%7Euser/x").as_deref(), Some("a"));
+    assert_eq!(route("/~user").as_deref(), Some("a"));
+    assert_eq!(route("/a/b/").as_deref(), Some("b"));
+    assert_eq!(route("/a//b/").as_deref(), Some("b"));
+    assert_eq!(route("/files%2Fx/y").as_deref(), Some("c"));
+    assert_eq!(route("/files/x").as_deref(), None, "an encoded slash is not a slash");
+}
