@@ -73,6 +73,7 @@ async fn access_lines(dir: &Path, count: usize) -> Vec<Value> {
 /// How a trickled request ended.
 struct Trickled {
     status: u16,
+    head: String,
     body: String,
     elapsed: Duration,
     /// The server closed the connection after its answer.
@@ -80,12 +81,17 @@ struct Trickled {
 }
 
 /// POSTs a body declared as `declared` bytes, sending `piece` bytes every `every`, `pieces` times at most (then
-/// stalls without closing); waits for the answer at most `patience`.
-async fn trickle(addr: SocketAddr, declared: u64, (piece, every, pieces): (usize, Duration, u32)) -> Trickled {
+/// stalls without closing); waits for the answer at most 20 s.
+async fn trickle(addr: SocketAddr, declared: u64, pace: (usize, Duration, u32)) -> Trickled {
+    let head = format!("POST /up HTTP/1.1\r\nHost: upload.test\r\nContent-Length: {declared}\r\n\r\n");
+    trickle_after(addr, &head, pace).await
+}
+
+/// Sends `head`, then its body as [`trickle`] does.
+async fn trickle_after(addr: SocketAddr, head: &str, (piece, every, pieces): (usize, Duration, u32)) -> Trickled {
     let started = Instant::now();
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let head = format!("POST /up HTTP/1.1\r\nHost: upload.test\r\nContent-Length: {declared}\r\n\r\n");
     writer.write_all(head.as_bytes()).await.unwrap();
     let sending = tokio::spawn(async move {
         for _ in 0..pieces {
@@ -99,13 +105,13 @@ async fn trickle(addr: SocketAddr, declared: u64, (piece, every, pieces): (usize
         drop(writer);
     });
     let answered = tokio::time::timeout(Duration::from_secs(20), read_response(&mut reader)).await;
-    let (status, _, body) = answered.expect("an answer within 20 s").expect("a response");
+    let (status, head, body) = answered.expect("an answer within 20 s").expect("a response");
     let elapsed = started.elapsed();
     let mut rest = [0u8; 1024];
     let closed =
         matches!(tokio::time::timeout(Duration::from_secs(5), reader.read(&mut rest)).await, Ok(Ok(0) | Err(_)));
     sending.abort();
-    Trickled { status, body: String::from_utf8_lossy(&body).into_owned(), elapsed, closed }
+    Trickled { status, head, body: String::from_utf8_lossy(&body).into_owned(), elapsed, closed }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +195,29 @@ async fn a_trickled_body_over_http2_gets_408() {
     assert!(started.elapsed() < Duration::from_secs(6), "answered after {:?}", started.elapsed());
     trickling.abort();
     dp.assert_spool_clean().await;
+    assert_eq!(dp.dp.metrics.client_body_too_slow.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_tus_patch_gets_408_and_keeps_what_arrived() {
+    use support::tus::{create, head, head_of, OCTETS, TUS};
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = UpstreamProcess::start("127.0.0.1:0", &dir.path().join("d.jsonl"), &[]).await;
+    let policy = json!({"resumable": {}, "timeouts": {"clientBodyMs": 10_000},
+                        "minBodyRate": {"bytesPerSecond": 2000, "windowMs": 1500}});
+    let dp = dataplane(dir.path(), &[upstream.addr], policy).await;
+    let (created, target) = create(dp.addr, "/files", &[("Upload-Length", "100000")]).await;
+    assert_eq!(created.status, 201, "{}", created.head);
+    let patch = head_of("PATCH", &target, &[TUS, OCTETS, ("Upload-Offset", "0")], Some(100_000));
+    let trickled = trickle_after(dp.addr, &patch, (100, Duration::from_millis(200), 150)).await;
+    assert_eq!(trickled.status, 408, "{}\n{}", trickled.head, trickled.body);
+    assert!(trickled.elapsed < Duration::from_secs(6), "answered after {:?}", trickled.elapsed);
+    // The bytes that arrived are the upload's: a resumption at a better pace goes on from them.
+    let offset =
+        trickled.head.lines().find_map(|l| Some(l.to_ascii_lowercase().strip_prefix("upload-offset:")?.to_string()));
+    let offset: u64 = offset.expect("the 408 says the offset").trim().parse().unwrap();
+    assert!(offset >= 100 && offset % 100 == 0, "{offset}");
+    assert_eq!(head(dp.addr, &target).await.must("Upload-Offset"), offset.to_string());
     assert_eq!(dp.dp.metrics.client_body_too_slow.get(), 1);
 }
 
