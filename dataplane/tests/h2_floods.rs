@@ -164,6 +164,42 @@ async fn a_paced_rapid_reset_that_answers_the_goaways_ping_is_cut_off_too() {
 }
 
 #[tokio::test]
+async fn streams_in_flight_when_the_limit_is_reached_are_served_or_refused_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = CountingUpstream::start().await;
+    let dataplane = start_limited(dir.path(), &upstream).await;
+    let (mut writer, log) = open_raw(dataplane.addr).await;
+    // An honest client with 8 requests in flight at a time: it answers PINGs and stops opening streams at the GOAWAY.
+    // 8 does not divide the limit, so the last round straddles it.
+    let (mut sent, mut answered) = (0u32, 0u32);
+    for _round in 0..40 {
+        let seen = log.seen();
+        if !seen.goaways.is_empty() || seen.closed {
+            break;
+        }
+        let round: Vec<u8> = (sent..sent + 8).flat_map(|i| h2f::get(2 * i + 1, "/in-flight")).collect();
+        writer.write_all(&round).await.unwrap();
+        sent += 8;
+        let all_answered = |seen: &Seen| {
+            let resets: u32 = seen.resets.iter().map(|(_, n)| n).sum();
+            seen.ok_responses + seen.other_responses + resets >= sent
+        };
+        let seen = log.wait_for(Duration::from_secs(10), all_answered).await;
+        if seen.pings > answered {
+            answered = seen.pings;
+            let _ = writer.write_all(&h2f::ping_ack(&seen.last_ping.unwrap_or_default())).await;
+        }
+    }
+    let seen = log.closed(Duration::from_secs(10)).await;
+    eprintln!("8 in flight: {sent} streams sent, server sent {seen:?}");
+    assert!(seen.closed, "{seen:?}");
+    let refused = seen.resets_with(h2f::REFUSED_STREAM);
+    assert_eq!(seen.ok_responses as usize, MAX_REQUESTS, "{seen:?}");
+    assert_eq!(seen.ok_responses + refused, sent, "every stream served or refused (safe to retry): {seen:?}");
+    assert_eq!(upstream.requests(), MAX_REQUESTS, "the refused ones never reached the upstream");
+}
+
+#[tokio::test]
 async fn header_lists_up_to_the_limit_are_served_and_larger_ones_refused_without_closing() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = CountingUpstream::start().await;
