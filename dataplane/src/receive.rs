@@ -153,7 +153,7 @@ async fn copy(
             let moved = direct.body.splice_into(pipe, max, || publish_tail(sink));
             let n = within(&mut pace, moved, total, direct.len).await?;
             count(n, &mut total, limits, metrics)?;
-            spool.append_from_pipe(pipe, n)?;
+            spool.write_from_pipe(pipe, n).await?;
         } else {
             let read = direct.body.read(max, &mut size, || publish_tail(sink));
             let data = within(&mut pace, read, total, direct.len).await?;
@@ -234,7 +234,7 @@ async fn keep(
 ) -> Result<(), ProxyError> {
     count(data.len(), total, limits, metrics)?;
     match sink {
-        Sink::Spool(spool) => spool.append(&data)?,
+        Sink::Spool(spool) => spool.write(&data).await?,
         Sink::Stream(tx) => tx.send(BodyItem::Data(data)).await.map_err(|_| ProxyError::StreamNotTaken)?,
     }
     Ok(())

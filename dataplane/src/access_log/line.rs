@@ -112,6 +112,12 @@ pub fn json(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"mode\":\"");
     out.extend_from_slice(entry.mode().as_bytes());
     out.push(b'"');
+    // Only for a Tee upload that gave up its spool file for want of room: the bytes after it were not kept, and
+    // the request could not have been replayed.
+    if let Some(offset) = e.unspooled_at() {
+        out.extend_from_slice(b",\"unspooledAt\":");
+        number(offset, out);
+    }
     if let Some(lifetime) = entry.tunnel {
         out.extend_from_slice(b",\"tunnelMs\":");
         millis(lifetime, out);
@@ -196,6 +202,10 @@ pub fn text(entry: &Entry<'_>, now: SystemTime, out: &mut Vec<u8>) {
     number(e.spooled_bytes(), out);
     out.extend_from_slice(b" mode=");
     out.extend_from_slice(entry.mode().as_bytes());
+    if let Some(offset) = e.unspooled_at() {
+        out.extend_from_slice(b" unspooled_at=");
+        number(offset, out);
+    }
     if let Some(lifetime) = entry.tunnel {
         out.extend_from_slice(b" tunnel=");
         millis(lifetime, out);

@@ -50,6 +50,10 @@ struct Args {
     /// response, as from an upstream with its own body limit). Rejections are logged to `--deliveries` too.
     #[arg(long)]
     reject_after: Option<u64>,
+    /// Print `connection` on stdout for each connection accepted, so that a test can tell that a request never
+    /// reached this upstream (not only that no body completed).
+    #[arg(long)]
+    log_connections: bool,
     /// Also record these request fields (comma-separated names) in the answer and the delivery line, as
     /// `"headers": {name: value}` (what a delivery of a resumable upload carried, for its tests).
     #[arg(long, value_delimiter = ',')]
@@ -67,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     loop {
         let (stream, _) = listener.accept().await?;
+        if args.log_connections {
+            println!("connection");
+        }
         let args = args.clone();
         let tls = tls.clone();
         tokio::spawn(async move {

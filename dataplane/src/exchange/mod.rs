@@ -129,6 +129,8 @@ pub struct Exchange {
     bytes_out: AtomicU64,
     /// Bytes of the body that went into a spool (memory or disk).
     spooled: AtomicU64,
+    /// Where a Tee upload gave up its spool file under spool pressure and went on without replay, if it did.
+    relayed_since: OnceLock<u64>,
     /// The response was `101`: the tunnel logs the request when it closes.
     tunnel: AtomicBool,
     error: Mutex<Option<String>>,
@@ -154,6 +156,7 @@ impl Exchange {
             status: AtomicU16::new(0),
             bytes_out: AtomicU64::new(0),
             spooled: AtomicU64::new(0),
+            relayed_since: OnceLock::new(),
             tunnel: AtomicBool::new(false),
             error: Mutex::new(None),
             cut: OnceLock::new(),
@@ -225,6 +228,18 @@ impl Exchange {
 
     pub fn spooled(&self, bytes: u64) {
         self.spooled.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The body went on without its spool file from byte `offset` (`spool::relay`): no replay after that.
+    pub fn relayed_since(&self, offset: Option<u64>) {
+        if let Some(offset) = offset {
+            let _ = self.relayed_since.set(offset);
+        }
+    }
+
+    /// See [`Exchange::relayed_since`].
+    pub fn unspooled_at(&self) -> Option<u64> {
+        self.relayed_since.get().copied()
     }
 
     pub fn sent(&self, bytes: u64) {

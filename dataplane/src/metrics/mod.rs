@@ -69,6 +69,10 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub spool_bytes: Gauge,
     pub spool_files: Gauge,
+    /// Uploads that yielded their spool space to older ones and were refused (507).
+    pub spool_yielded: Counter,
+    /// Tee uploads that gave up their spool file under spool pressure and were relayed on without replay.
+    pub tee_unspooled: Counter,
     pub replays: Family<ReplayLabel, Counter>,
     pub upstream_wait_seconds: Histogram,
     pub config_version: Gauge,
@@ -107,6 +111,18 @@ impl Metrics {
         registry.register("spool_bytes", "Bytes held in spool files now", spool_bytes.clone());
         let spool_files = Gauge::default();
         registry.register("spool_files", "Spool files open now", spool_files.clone());
+        let spool_yielded = Counter::default();
+        registry.register(
+            "spool_yielded",
+            "Uploads refused (507) because the spool had no room, the newest yielding to older ones",
+            spool_yielded.clone(),
+        );
+        let tee_unspooled = Counter::default();
+        registry.register(
+            "tee_unspooled",
+            "Tee uploads that gave up their spool file for want of room and went on without replay",
+            tee_unspooled.clone(),
+        );
         let replays = Family::<ReplayLabel, Counter>::default();
         registry.register("replays", "Requests sent again after a failed attempt, by failure", replays.clone());
         // Buckets from 10 ms to about 80 s: waits are for pods to come back, which takes seconds.
@@ -173,6 +189,8 @@ impl Metrics {
             bytes_out,
             spool_bytes,
             spool_files,
+            spool_yielded,
+            tee_unspooled,
             replays,
             upstream_wait_seconds,
             config_version,

@@ -207,7 +207,12 @@ async fn proxy(
                     received
                 };
                 let receiving = std::pin::pin!(receiving);
-                Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await
+                let answer = Box::pin(receive_while_delivering((conn, route), receiving, delivering)).await;
+                if let Sink::Spool(spool) = &sink {
+                    // Said in the access log line: the upload went on without replay (`spool::relay`).
+                    exchange.relayed_since(spool.relayed_since());
+                }
+                answer
             }
         }
     };

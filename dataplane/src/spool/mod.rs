@@ -8,6 +8,11 @@
 //! follow the writer live (Tee mode replays from the spool and then continues with bytes still arriving). Readers
 //! learn about progress through a `watch` channel, never by polling, in steps (see `PUBLISH_STEP`).
 //!
+//! When the spool has no room (quota or disk), [`Spool::write`] decides who yields (module `pressure`: the oldest
+//! upload has priority): a yielding upload's file is closed at once and its writer fails with [`SpoolError`] (507),
+//! except a Tee upload whose attempt is relaying it, which goes on without its file and without replay (module
+//! `relay`).
+//!
 //! File I/O is plain positional `pwrite`/`pread` on the async thread, like nginx's default: the writes land in the
 //! page cache in batches of at least 64 KiB (a chunk read past hyper, up to 1 MiB, is written as it came, or spliced
 //! into the file from a [`BodyPipe`] without passing through memory), cheaper than a thread hop per chunk. Readers
@@ -18,8 +23,10 @@
 
 mod pace;
 mod pipe;
+mod pressure;
 mod quota;
 mod reader;
+mod relay;
 
 pub use pace::LEAD as PACE_LEAD;
 pub use pipe::BodyPipe;
@@ -31,7 +38,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -66,6 +73,36 @@ pub enum SpoolError {
     DiskFull,
     #[error("spool file I/O failed: {0}")]
     Io(std::io::Error),
+}
+
+impl SpoolError {
+    /// The spool has no room for more bytes, which another upload's yielding may change.
+    pub fn is_no_room(&self) -> bool {
+        matches!(self, SpoolError::QuotaExceeded { .. } | SpoolError::DiskFull)
+    }
+}
+
+/// Why an upload yielded its spool space: the error its writer meets from then on.
+#[derive(Debug, Clone, Copy)]
+enum GaveUp {
+    Quota(u64),
+    Disk,
+}
+
+impl GaveUp {
+    fn of(error: &SpoolError) -> Self {
+        match error {
+            SpoolError::QuotaExceeded { quota } => GaveUp::Quota(*quota),
+            _ => GaveUp::Disk,
+        }
+    }
+
+    fn error(self) -> SpoolError {
+        match self {
+            GaveUp::Quota(quota) => SpoolError::QuotaExceeded { quota },
+            GaveUp::Disk => SpoolError::DiskFull,
+        }
+    }
 }
 
 impl From<std::io::Error> for SpoolError {
@@ -122,6 +159,10 @@ pub struct Spool {
     /// bytes from the file ([`SpoolReader::next_segment`]) and would leave the window unused.
     keep_recent: bool,
     pace: pace::Pace,
+    /// Admission order, for who yields under spool pressure (module `pressure`): lower is older.
+    seq: u64,
+    /// This spool, for the register of spools writing to disk.
+    me: Weak<Spool>,
 }
 
 struct Inner {
@@ -136,6 +177,10 @@ struct Inner {
     recent_bytes: usize,
     /// The length readers were last told about.
     published: u64,
+    /// Set once a Tee upload gave up its file and relays its body without replay.
+    relay: Option<relay::Relay>,
+    /// Set once the upload yielded its space: every write fails.
+    gave_up: Option<GaveUp>,
 }
 
 impl Spool {
@@ -164,8 +209,11 @@ impl Spool {
             recent: VecDeque::new(),
             recent_bytes: 0,
             published: 0,
+            relay: None,
+            gave_up: None,
         };
-        let spool = Spool {
+        let seq = config.quota.pressure.admit();
+        let spool = |me: &Weak<Spool>| Spool {
             inner: Mutex::new(inner),
             progress,
             end: Notify::new(),
@@ -177,8 +225,10 @@ impl Spool {
             live_readers,
             keep_recent: live_readers && expected_len.is_none(),
             pace: pace::Pace::default(),
+            seq,
+            me: me.clone(),
         };
-        Ok(Arc::new(spool))
+        Ok(Arc::new_cyclic(spool))
     }
 
     /// A complete body that is already in a file (a finished resumable upload), read from it as a spooled body is:
@@ -196,6 +246,8 @@ impl Spool {
             recent: VecDeque::new(),
             recent_bytes: 0,
             published: len,
+            relay: None,
+            gave_up: None,
         };
         let completed_at = OnceLock::new();
         let _ = completed_at.set(Instant::now());
@@ -211,30 +263,33 @@ impl Spool {
             live_readers: false,
             keep_recent: false,
             pace: pace::Pace::default(),
+            // Never writes: it never yields, nor makes another yield.
+            seq: 0,
+            me: Weak::new(),
         })
     }
 
     /// Appends bytes from the client. Readers hear of them within `PUBLISH_STEP` bytes, or at the latest when the
     /// writer calls [`Spool::publish`] or [`Spool::finish`].
+    /// Without room, fails without keeping any of `data`; [`Spool::write`] makes room and tries again.
     pub fn append(&self, data: &Bytes) -> Result<(), SpoolError> {
         let mut inner = self.lock();
+        if let Some(gave_up) = inner.gave_up {
+            return Err(gave_up.error());
+        }
+        if let Some(relay) = &mut inner.relay {
+            match self.pace.readers_open() {
+                true => relay.push(data, self.pace.position()),
+                // No attempt is relaying any more, and none can start: nobody will read these bytes.
+                false => relay.skip(data.len() as u64),
+            }
+            self.free_taken(&mut inner);
+            self.appended(inner);
+            return Ok(());
+        }
+        let offset = inner.len();
         if inner.file.is_none() && (self.straight_to_disk || inner.pending.len() + data.len() > self.memory_limit) {
             self.spill(&mut inner)?;
-        }
-        if self.keep_recent {
-            let offset = inner.len();
-            inner.recent.push_back((offset, data.clone()));
-            inner.recent_bytes += data.len();
-            let taken = self.pace.position();
-            let window = if self.pace.readers_open() { RECENT_WINDOW } else { IDLE_WINDOW };
-            while let Some((start, old)) = inner.recent.front() {
-                let consumed = start + old.len() as u64 <= taken;
-                if !consumed && (inner.recent_bytes <= window || inner.recent.len() == 1) {
-                    break;
-                }
-                inner.recent_bytes -= old.len();
-                inner.recent.pop_front();
-            }
         }
         if inner.file.is_none() {
             inner.pending.extend_from_slice(data);
@@ -249,8 +304,200 @@ impl Spool {
                 inner.pending.extend_from_slice(data);
             }
         }
+        // Only once the bytes are kept: a failed append leaves nothing behind.
+        if self.keep_recent {
+            inner.recent.push_back((offset, data.clone()));
+            inner.recent_bytes += data.len();
+            let taken = self.pace.position();
+            let window = if self.pace.readers_open() { RECENT_WINDOW } else { IDLE_WINDOW };
+            while let Some((start, old)) = inner.recent.front() {
+                let consumed = start + old.len() as u64 <= taken;
+                if !consumed && (inner.recent_bytes <= window || inner.recent.len() == 1) {
+                    break;
+                }
+                inner.recent_bytes -= old.len();
+                inner.recent.pop_front();
+            }
+        }
         self.appended(inner);
         Ok(())
+    }
+
+    /// Appends bytes from the client as [`Spool::append`] does, making room when there is none: a newer upload
+    /// yields its space, or this one does (module `pressure`). A Tee upload whose attempt relays it yields by giving
+    /// up its file and goes on (module `relay`), held to the attempt's pace; any other fails with the error.
+    pub async fn write(&self, data: &Bytes) -> Result<(), SpoolError> {
+        let mut search = pressure::Search::new();
+        loop {
+            match self.append(data) {
+                Err(error) if error.is_no_room() => self.make_room(&mut search, error).await?,
+                result => break result?,
+            }
+        }
+        if self.is_relaying() {
+            self.paced().await;
+        }
+        Ok(())
+    }
+
+    /// [`Spool::append_from_pipe`] with [`Spool::write`]'s handling of a spool without room, except that the pipe's
+    /// bytes cannot be taken back once a write failed: this upload yields at once (507). A declared length has its
+    /// quota and blocks from the start, so this is rare.
+    pub async fn write_from_pipe(&self, pipe: &BodyPipe, len: usize) -> Result<(), SpoolError> {
+        if let Err(error) = self.append_from_pipe(pipe, len) {
+            if error.is_no_room() {
+                self.give_up(&error);
+            }
+            return Err(error);
+        }
+        if self.is_relaying() {
+            self.paced().await;
+        }
+        Ok(())
+    }
+
+    /// After a write found no room: makes a newer upload yield and waits for its space, waits for space being
+    /// freed, or yields this upload — within the search's budget, so a writer never spins.
+    async fn make_room(&self, search: &mut pressure::Search, error: SpoolError) -> Result<(), SpoolError> {
+        let pressure = &self.config.quota.pressure;
+        let freed = pressure.freed();
+        tokio::pin!(freed);
+        // Enabled before anything is freed below: a file closed at once must not be missed.
+        freed.as_mut().enable();
+        loop {
+            if self.lock().gave_up.is_some() || !search.look() {
+                return self.yield_own(error);
+            }
+            match pressure.room_for(self.seq) {
+                pressure::Room::Yield(newer) => {
+                    if !newer.yield_space(&error) {
+                        continue;
+                    }
+                }
+                pressure::Room::Wait => {}
+                pressure::Room::None => return self.yield_own(error),
+            }
+            // Woken when a file has closed; at the deadline the next append fails and the budget is spent.
+            let _ = tokio::time::timeout_at(search.deadline(), freed).await;
+            return Ok(());
+        }
+    }
+
+    /// An older upload needs this one's space: gives up the file, relaying the body on if an attempt relays it,
+    /// else failing the upload. False when there was nothing to give (the body completed, or it yielded already).
+    fn yield_space(&self, cause: &SpoolError) -> bool {
+        let mut inner = self.lock();
+        if inner.file.is_none() || inner.gave_up.is_some() || inner.relay.is_some() || !self.is_arriving() {
+            return false;
+        }
+        if !self.relay_locked(&mut inner) {
+            self.give_up_locked(&mut inner, cause);
+        }
+        true
+    }
+
+    /// This upload yields: relays on if it can, else gives up its space and returns `error`.
+    fn yield_own(&self, error: SpoolError) -> Result<(), SpoolError> {
+        let mut inner = self.lock();
+        if let Some(gave_up) = inner.gave_up {
+            return Err(gave_up.error());
+        }
+        if inner.relay.is_some() || self.relay_locked(&mut inner) {
+            return Ok(());
+        }
+        self.give_up_locked(&mut inner, &error);
+        Err(error)
+    }
+
+    fn give_up(&self, cause: &SpoolError) {
+        let mut inner = self.lock();
+        if inner.gave_up.is_none() {
+            self.give_up_locked(&mut inner, cause);
+        }
+    }
+
+    /// Frees the file at once and fails every later write with `cause`.
+    fn give_up_locked(&self, inner: &mut Inner, cause: &SpoolError) {
+        inner.gave_up = Some(GaveUp::of(cause));
+        inner.pending = BytesMut::new();
+        inner.recent.clear();
+        inner.recent_bytes = 0;
+        let len = inner.len();
+        self.drop_file(inner);
+        self.config.metrics.spool_yielded.inc();
+        tracing::info!(seq = self.seq, len, %cause, "upload yields its spool space");
+    }
+
+    /// A Tee upload whose attempt is reading goes on without writing to disk (module `relay`): the bytes the
+    /// attempt has taken are freed at once, the rest of the file once it has been read. False when no attempt reads.
+    fn relay_locked(&self, inner: &mut Inner) -> bool {
+        if !self.live_readers || !self.pace.readers_open() {
+            return false;
+        }
+        let since = inner.file_len;
+        // The batch not written yet (or the whole body, still in memory) is held with the bytes to come.
+        let tail = Bytes::copy_from_slice(&inner.pending);
+        inner.pending = BytesMut::new();
+        inner.recent.clear();
+        inner.recent_bytes = 0;
+        inner.relay = Some(relay::Relay::new(since, tail));
+        self.config.quota.pressure.done(self.seq);
+        self.free_taken(inner);
+        self.config.metrics.tee_unspooled.inc();
+        tracing::info!(seq = self.seq, since, "Tee upload gives up its spool file and relays on without replay");
+        true
+    }
+
+    /// A relayed upload's file bytes that the attempt has taken are freed: the whole file once the attempt is past
+    /// it, else its head (a hole punched in it, where the filesystem can).
+    fn free_taken(&self, inner: &mut Inner) {
+        let taken = self.pace.position();
+        if inner.file.is_none() {
+            return;
+        }
+        if taken >= inner.file_len {
+            self.drop_file(inner);
+            return;
+        }
+        let Some(relay) = inner.relay.as_mut() else { return };
+        // Whole pages only: a partial page is not freed anyway.
+        let upto = taken & !4095;
+        if upto <= relay.freed_before {
+            return;
+        }
+        let file = inner.file.as_ref().expect("checked above");
+        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+        if rustix::fs::fallocate(file, flags, 0, upto).is_ok() {
+            let freed = (upto - relay.freed_before).min(inner.reserved);
+            relay.freed_before = upto;
+            inner.reserved -= freed;
+            self.config.quota.release(freed);
+            self.config.quota.pressure.freed_now();
+        }
+    }
+
+    /// Closes the file (in the background if large) and gives back its quota; the spool no longer writes to disk.
+    fn drop_file(&self, inner: &mut Inner) {
+        let (file, file_len, reserved) = (inner.file.take(), inner.file_len, inner.reserved);
+        (inner.file_len, inner.reserved) = (0, 0);
+        self.config.quota.pressure.done(self.seq);
+        self.let_go(file, file_len, reserved);
+    }
+
+    /// Whether a Tee upload relays its body without its file (no replay is possible).
+    fn is_relaying(&self) -> bool {
+        self.lock().relay.is_some()
+    }
+
+    /// Whether another attempt can read the body from its start: false once the upload gave up its file.
+    pub fn can_replay(&self) -> bool {
+        let inner = self.lock();
+        inner.relay.is_none() && inner.gave_up.is_none()
+    }
+
+    /// The body's length when the upload gave up its spool file and went on as a plain stream, if it did.
+    pub fn relayed_since(&self) -> Option<u64> {
+        self.lock().relay.as_ref().map(|relay| relay.since)
     }
 
     /// Whether the body may come through a [`BodyPipe`] ([`Spool::append_from_pipe`]): it goes to disk from its
@@ -264,6 +511,15 @@ impl Spool {
     pub fn append_from_pipe(&self, pipe: &BodyPipe, len: usize) -> Result<(), SpoolError> {
         debug_assert!(self.takes_pipe());
         let mut inner = self.lock();
+        if let Some(gave_up) = inner.gave_up {
+            return Err(gave_up.error());
+        }
+        if inner.relay.is_some() {
+            // An older upload took this one's file: the attempt takes the bytes from memory.
+            let data = Bytes::from(pipe.take(len)?);
+            drop(inner);
+            return self.append(&data);
+        }
         if inner.file.is_none() {
             self.spill(&mut inner)?;
         }
@@ -318,6 +574,8 @@ impl Spool {
 
     /// Marks the body complete. The tail stays in memory: it is at most one batch.
     pub fn finish(&self) {
+        // A complete body no longer yields to others: its delivery needs it.
+        self.config.quota.pressure.done(self.seq);
         let mut inner = self.lock();
         let len = inner.len();
         inner.published = len;
@@ -341,6 +599,7 @@ impl Spool {
 
     /// Marks the body as never going to complete; readers fail.
     pub fn abort(&self) {
+        self.config.quota.pressure.done(self.seq);
         self.progress.send_replace(Progress::Aborted);
         self.end.notify_waiters();
     }
@@ -395,6 +654,19 @@ impl Spool {
     /// in-memory tail; an empty buffer when nothing is there yet. A read never straddles the file and the tail.
     fn read_at(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
         let inner = self.lock();
+        if inner.gave_up.is_some() {
+            return Err(std::io::Error::other("the upload yielded its spool space"));
+        }
+        if let Some(relay) = &inner.relay {
+            if offset >= relay.since {
+                return relay.at(offset);
+            }
+            // The rest of the file, which the attempt had not taken yet: read from it while it is there.
+            let file = inner.file.clone().filter(|_| offset >= relay.freed_before).ok_or_else(relay::gone)?;
+            let available = usize::try_from(inner.file_len - offset).unwrap_or(usize::MAX);
+            drop(inner);
+            return read_back(&file, offset, max.min(available)).map(Bytes::from);
+        }
         if let Some(chunk) = recent_at(&inner.recent, offset) {
             return Ok(chunk);
         }
@@ -418,12 +690,16 @@ impl Spool {
 
     /// Moves the in-memory body to a new unlinked file.
     fn spill(&self, inner: &mut Inner) -> Result<(), SpoolError> {
-        let file = tempfile::tempfile_in(&self.config.dir)?;
-        if self.straight_to_disk {
-            allocate(&file, inner.reserved)?;
+        // A spill that failed for want of room has its file already, and is tried again.
+        if inner.file.is_none() {
+            let file = tempfile::tempfile_in(&self.config.dir)?;
+            if self.straight_to_disk {
+                allocate(&file, inner.reserved)?;
+            }
+            inner.file = Some(Arc::new(file));
+            self.config.metrics.spool_files.inc();
+            self.config.quota.pressure.writing(self.seq, self.me.clone());
         }
-        inner.file = Some(Arc::new(file));
-        self.config.metrics.spool_files.inc();
         self.flush(inner)?;
         // From now on only one write batch is buffered: give back what the memory phase grew.
         inner.pending = BytesMut::with_capacity(WRITE_BATCH);
@@ -434,7 +710,10 @@ impl Spool {
         let batch = std::mem::take(&mut inner.pending);
         let result = self.write_through(inner, &batch);
         inner.pending = batch;
-        inner.pending.clear();
+        // A batch that could not be written is kept, to be written once there is room.
+        if result.is_ok() {
+            inner.pending.clear();
+        }
         result
     }
 
@@ -504,7 +783,10 @@ fn read_back(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
 
 impl Inner {
     fn len(&self) -> u64 {
-        self.file_len + self.pending.len() as u64
+        match &self.relay {
+            Some(relay) => relay.len(),
+            None => self.file_len + self.pending.len() as u64,
+        }
     }
 }
 
@@ -522,14 +804,26 @@ impl Drop for Spool {
         let mut inner = self.lock();
         let (reserved, file_len, file) = (inner.reserved, inner.file_len, inner.file.take());
         drop(inner);
-        // The quota and the gauges count the disk the file holds, so they are given back once it is closed: with a
-        // spool directory sized to `--spool-quota`, a request admitted meanwhile must find its blocks free.
+        self.config.quota.pressure.done(self.seq);
+        self.let_go(file, file_len, reserved);
+    }
+}
+
+impl Spool {
+    /// Closes `file` and gives back its quota and gauges. They count the disk the file holds, so they are given
+    /// back once it is closed: with a spool directory sized to `--spool-quota`, a request admitted meanwhile must
+    /// find its blocks free; and a writer waiting for room is told then (module `pressure`).
+    fn let_go(&self, file: Option<Arc<File>>, file_len: u64, reserved: u64) {
         let (quota, metrics, had_file) = (self.config.quota.clone(), self.config.metrics.clone(), file.is_some());
+        if had_file {
+            quota.pressure.closing();
+        }
         let release = move || {
             quota.release(reserved);
             metrics.spool_bytes.dec_by(file_len as i64);
             if had_file {
                 metrics.spool_files.dec();
+                quota.pressure.closed();
             }
         };
         match file {

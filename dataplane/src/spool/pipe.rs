@@ -80,6 +80,11 @@ impl BodyPipe {
 
     /// [`Self::drain_to`] through a buffer.
     fn copy_to(&self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+        file.write_all_at(&self.take(len)?, offset)
+    }
+
+    /// The `len` bytes the pipe holds, in memory: for a spool that no longer has a file (`spool::relay`).
+    pub(super) fn take(&self, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = Vec::with_capacity(len);
         while buf.len() < len {
             match rustix::io::read(&self.read, rustix::buffer::spare_capacity(&mut buf)) {
@@ -88,7 +93,7 @@ impl BodyPipe {
                 Err(errno) => return Err(errno.into()),
             }
         }
-        file.write_all_at(&buf, offset)
+        Ok(buf)
     }
 
     /// The pipe's write end, for tests that fill it without a socket.

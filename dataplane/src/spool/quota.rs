@@ -1,8 +1,10 @@
 //! The `--spool-quota`: one byte budget for every spool file of the process.
 //!
 //! Reservations are all-or-nothing, so a request that would not fit is refused (507) without disturbing the bytes
-//! already granted to others.
+//! already granted to others. The budget also carries the register of who yields when there is no room
+//! ([`super::pressure`]): every spool of the process shares it.
 
+use super::pressure::Pressure;
 use super::SpoolError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct SpoolQuota {
     limit: u64,
     used: AtomicU64,
+    pub(super) pressure: Pressure,
 }
 
 impl SpoolQuota {
     pub fn new(limit: u64) -> Self {
-        SpoolQuota { limit, used: AtomicU64::new(0) }
+        SpoolQuota { limit, used: AtomicU64::new(0), pressure: Pressure::default() }
     }
 
     /// Takes `bytes` from the budget, or nothing at all.

@@ -386,3 +386,113 @@ fn a_close_job_the_runtime_drops_unrun_still_closes_the_file_and_gives_the_quota
     assert_eq!(cfg.quota.used(), 0, "the quota is given back");
     assert_eq!((cfg.metrics.spool_files.get(), cfg.metrics.spool_bytes.get()), (0, 0));
 }
+
+/// Writes `chunks` chunks of `chunk` bytes with [`Spool::write`]; the first error, if any.
+async fn write_chunks(spool: &Spool, chunk: usize, chunks: usize) -> Result<(), SpoolError> {
+    for i in 0..chunks {
+        spool.write(&Bytes::from(vec![i as u8; chunk])).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_room_the_newest_upload_yields_its_space_to_an_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20);
+    let (older, newer) =
+        (Spool::new(cfg.clone(), 0, None, false).unwrap(), Spool::new(cfg.clone(), 0, None, false).unwrap());
+    write_chunks(&older, 256 << 10, 2).await.unwrap();
+    write_chunks(&newer, 256 << 10, 2).await.unwrap();
+    assert_eq!(cfg.quota.used(), 1 << 20, "the quota is used up by the two");
+    // The older one needs more: the newer one yields, at once, and the older one goes on to the whole quota.
+    write_chunks(&older, 256 << 10, 2).await.expect("the older upload has priority");
+    older.finish();
+    assert_eq!(older.len(), 1 << 20);
+    assert!(!newer.can_replay() && !newer.on_disk(), "the newer upload's file is gone");
+    let err = newer.write(&Bytes::from_static(b"more")).await.expect_err("the newer upload yielded");
+    assert!(matches!(err, SpoolError::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(cfg.metrics.spool_yielded.get(), 1);
+    assert_eq!(cfg.metrics.spool_files.get(), 1);
+    assert_eq!(cfg.quota.used(), 1 << 20, "only the older upload's bytes are held");
+    let body = read_all(older.reader()).await.unwrap();
+    assert!(body.chunks(256 << 10).enumerate().all(|(i, c)| c.iter().all(|&b| b == (i % 2) as u8)));
+    drop((older, newer));
+    assert_eq!(cfg.quota.used(), 0);
+}
+
+#[tokio::test]
+async fn the_newest_upload_without_room_yields_itself_and_a_complete_body_is_never_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20);
+    let complete = Spool::new(cfg.clone(), 0, None, false).unwrap();
+    write_chunks(&complete, 256 << 10, 3).await.unwrap();
+    complete.finish();
+    let newest = Spool::new(cfg.clone(), 0, None, false).unwrap();
+    let err = write_chunks(&newest, 256 << 10, 2).await.expect_err("no room for the newest");
+    assert!(matches!(err, SpoolError::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(cfg.quota.used(), 768 << 10, "the newest upload's space is given back at once");
+    assert_eq!(cfg.quota.pressure.writers(), 0, "neither is registered as writing");
+    assert_eq!(read_all(complete.reader()).await.unwrap().len(), 768 << 10, "the complete body is whole");
+}
+
+#[tokio::test]
+async fn a_tee_upload_being_relayed_gives_up_its_file_and_goes_on_without_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20);
+    let older = Spool::new(cfg.clone(), 0, None, false).unwrap();
+    let tee = Spool::new(cfg.clone(), 0, None, true).unwrap();
+    let relayed = tokio::spawn(read_all(tee.reader()));
+    write_chunks(&older, 256 << 10, 2).await.unwrap();
+    write_chunks(&tee, 256 << 10, 2).await.unwrap();
+    tee.publish();
+    // The attempt relays: it has taken what came so far (bounded: it needs a few turns of this thread).
+    for _ in 0..1000 {
+        if tee.pace.position() == 512 << 10 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tee.pace.position(), 512 << 10, "the attempt took the first bytes");
+    // The older upload takes the Tee upload's space; the Tee upload goes on, far past the quota, in memory.
+    write_chunks(&older, 256 << 10, 2).await.expect("the older upload has priority");
+    assert_eq!(tee.relayed_since(), Some(512 << 10));
+    assert!(!tee.can_replay() && !tee.on_disk());
+    assert_eq!(cfg.metrics.tee_unspooled.get(), 1);
+    assert_eq!(cfg.metrics.spool_yielded.get(), 0, "a relayed upload is not refused");
+    write_chunks(&tee, 256 << 10, 8).await.expect("a relayed upload takes no spool space");
+    tee.finish();
+    assert!(tee.reader().next_chunk().await.is_err(), "a second attempt cannot replay the body");
+    let body = relayed.await.unwrap().expect("the attempt reads the whole body");
+    let expected: Vec<u8> =
+        [0u8, 1].iter().chain(&[0, 1, 2, 3, 4, 5, 6, 7]).flat_map(|&b| vec![b; 256 << 10]).collect();
+    assert!(body == expected, "the relayed body is byte-exact ({} bytes)", body.len());
+    assert_eq!(cfg.quota.used(), 1 << 20, "only the older upload's bytes are held");
+}
+
+#[tokio::test]
+async fn a_relayed_tee_upload_frees_what_its_attempt_took_at_once_and_reads_the_rest_of_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 0);
+    let tee = Spool::new(cfg.clone(), 0, None, true).unwrap();
+    let mut reader = tee.reader();
+    write_chunks(&tee, 256 << 10, 3).await.unwrap();
+    tee.publish();
+    let first = reader.next_chunk().await.unwrap().expect("the first bytes");
+    assert_eq!(first.len(), 256 << 10, "the attempt took the first chunk as it came");
+    assert_eq!(cfg.quota.used(), 768 << 10);
+
+    tee.yield_own(SpoolError::DiskFull).expect("a relayed Tee upload goes on");
+    assert_eq!(tee.relayed_since(), Some(768 << 10));
+    assert_eq!(cfg.quota.used(), 512 << 10, "the bytes the attempt took are freed at once");
+    write_chunks(&tee, 256 << 10, 2).await.expect("the rest of the body is relayed from memory");
+    assert_eq!(cfg.quota.used(), 512 << 10, "nothing more goes to disk");
+    tee.finish();
+    let mut rest = Vec::new();
+    while let Some(chunk) = reader.next_chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    let expected: Vec<u8> = [1u8, 2, 0, 1].iter().flat_map(|&b| vec![b; 256 << 10]).collect();
+    assert!(rest == expected, "the file's rest, then the relayed bytes ({} bytes)", rest.len());
+    drop((reader, tee));
+    assert_eq!(cfg.quota.used(), 0);
+}

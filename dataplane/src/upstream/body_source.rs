@@ -60,7 +60,9 @@ impl BodySource {
     /// Whether another attempt can send the same bytes again.
     pub fn can_replay(&self) -> bool {
         match self {
-            BodySource::Empty | BodySource::Spool(_) => true,
+            BodySource::Empty => true,
+            // A Tee upload that gave up its spool file under spool pressure relays without replay.
+            BodySource::Spool(spool) => spool.can_replay(),
             BodySource::Stream(rx) => rx.lock().map(|rx| rx.is_some()).unwrap_or(false),
         }
     }
