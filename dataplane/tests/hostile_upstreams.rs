@@ -15,11 +15,12 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::routes::routed;
+use support::routes::{routed, tls_unverified};
 use support::Harness;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// Longest any single wait of these tests may take: only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(20);
@@ -91,6 +92,11 @@ enum Seen {
 /// An HTTP/1.1 upstream that answers every request with `answer` (written at once, in one `write_all`) and keeps the
 /// connection for the next request, reporting what happened on its connections.
 async fn hostile(answer: Vec<u8>) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    hostile_over(answer, None).await
+}
+
+/// [`hostile`], over TLS with `acceptor` when given.
+async fn hostile_over(answer: Vec<u8>, tls: Option<TlsAcceptor>) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -98,13 +104,26 @@ async fn hostile(answer: Vec<u8>) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>)
     tokio::spawn(async move {
         for connection in 0.. {
             let Ok((stream, _)) = listener.accept().await else { return };
-            tokio::spawn(serve(stream, connection, answer.clone(), tx.clone()));
+            let (answer, tx) = (answer.clone(), tx.clone());
+            match tls.clone() {
+                None => drop(tokio::spawn(serve(stream, connection, answer, tx))),
+                Some(acceptor) => drop(tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, connection, answer, tx).await;
+                    }
+                })),
+            }
         }
     });
     (addr, rx)
 }
 
-async fn serve(mut stream: TcpStream, connection: usize, answer: Arc<Vec<u8>>, tx: mpsc::UnboundedSender<Seen>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    connection: usize,
+    answer: Arc<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Seen>,
+) {
     let mut buf = Vec::new();
     for request in 0.. {
         if read_request(&mut stream, &mut buf).await.is_none() {
@@ -120,7 +139,7 @@ async fn serve(mut stream: TcpStream, connection: usize, answer: Arc<Vec<u8>>, t
 }
 
 /// Reads one request (head, then a body of `Content-Length` or a chunked one) off the front of `buf` and the stream.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+async fn read_request(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<()> {
     let end = read_until(stream, buf, b"\r\n\r\n").await?;
     let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
     buf.drain(..end);
@@ -136,7 +155,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, marker: &[u8]) -> Option<usize> {
+async fn read_until(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>, marker: &[u8]) -> Option<usize> {
     loop {
         if let Some(at) = buf.windows(marker.len()).position(|w| w == marker) {
             return Some(at + marker.len());
@@ -146,7 +165,7 @@ async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, marker: &[u8]) ->
 }
 
 /// One read into `buf`; `None` at the end of the stream, on an error, or after [`WAIT`] with nothing.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+async fn fill(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<usize> {
     let mut chunk = [0u8; 16 * 1024];
     match tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
         Ok(Ok(n)) if n > 0 => {
@@ -381,6 +400,55 @@ async fn an_endless_chunk_size_line_or_trailer_section_is_not_buffered() {
             // without a complete response (a 502 is no longer possible once the head is committed).
             let got = try_read_answer(&mut client, &mut Vec::new()).await;
             assert!(got.is_none_or(|got| !got.complete), "{path:?}, endless {what}: the response looks complete");
+        }
+    }
+}
+
+/// A TLS acceptor with a certificate made for the test (the dataplane does not verify it: `tls_unverified`).
+fn tls_acceptor() -> TlsAcceptor {
+    let made = rcgen::generate_simple_self_signed(vec![support::peer::TLS_NAME.to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_upstream_is_held_to_the_same_head_cap_and_its_length_beside_a_coding_dropped() {
+    // Every request to a TLS backend goes through hyper's client, a GET included.
+    let cases = [(MAX_HEAD, 200), (MAX_HEAD + 1, 502), (300 * 1024, 502)];
+    for (len, expected) in cases {
+        let (upstream, mut seen) = hostile_over(answer_with_head_of(Path::PlainGet, len), Some(tls_acceptor())).await;
+        let snapshot = routed(1, &[upstream], json!({"tls": tls_unverified()}), json!({"mode": "Buffered"}));
+        let hf = Harness::start(Some(&snapshot.to_string()), 0).await;
+        let got = ask(&hf, Path::PlainGet).await;
+        assert_eq!(got.status, expected, "a head of {len} bytes over TLS");
+        assert_eq!(next(&mut seen).await, Seen::Request(0, 0));
+        if expected == 502 {
+            closed(&mut seen, 0).await;
+        }
+    }
+
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let (upstream, mut seen) = hostile_over(answer.to_vec(), Some(tls_acceptor())).await;
+    let snapshot = routed(1, &[upstream], json!({"tls": tls_unverified()}), json!({"mode": "Buffered"}));
+    let hf = Harness::start(Some(&snapshot.to_string()), 0).await;
+    let mut client = TcpStream::connect(hf.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for (nth, connection) in [(0, 0), (1, 1)] {
+        client.write_all(Path::PlainGet.request()).await.unwrap();
+        let got = read_answer(&mut client, &mut buf).await;
+        assert!(field(&got.head, "content-length").is_none(), "the length was forwarded: {}", got.head);
+        assert_eq!((got.body.as_slice(), got.complete), (&b"hello world"[..], true), "request {nth}");
+        assert_eq!(next(&mut seen).await, Seen::Request(connection, 0), "request {nth} on a new connection");
+        if nth == 0 {
+            closed(&mut seen, 0).await;
         }
     }
 }
