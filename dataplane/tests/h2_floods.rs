@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::h2_frames::{self as h2f, FrameLog, Seen};
+use support::harness::log_message;
 use support::{snapshot, DataplaneProcess};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -143,6 +144,8 @@ async fn a_paced_rapid_reset_is_cut_off_after_the_connections_request_limit() {
     assert!(seen.ok_responses as usize <= MAX_REQUESTS, "{seen:?}");
     let reached = upstream.requests();
     assert!(reached <= MAX_REQUESTS, "{reached} requests reached the upstream on one connection");
+    let warned = |line: &str| log_message(line) == "HTTP/2 client kept opening streams after GOAWAY: connection closed";
+    dataplane.log.wait_for_nth(1, Duration::from_secs(10), warned).await;
     // The dataplane serves on.
     assert_eq!(support::get(dataplane.addr, "/after").await.0, 200);
 }
