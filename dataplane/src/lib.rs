@@ -16,6 +16,8 @@ pub mod drain;
 pub mod error;
 pub mod exchange;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod min_rate;
 pub mod proxy;
