@@ -1,6 +1,11 @@
 //! The cluster side: a client from the kubeconfig file (out-of-cluster, like kubectl), the UploadPolicy CRD applied
-//! when missing, and [`Scratch`], the guard that owns the test namespace and the cluster-scoped objects the test
-//! creates and deletes them when dropped — also when the test panics.
+//! when missing, and [`Scratch`], which owns the test namespace and the cluster-scoped objects the test creates.
+//!
+//! Deleting them is a step of the test, [`Scratch::delete`], awaited in the test's own runtime, whose failure fails
+//! the test. `Drop` cannot do it: it cannot await, and a runtime made for it on the spot (which is what it did) ran
+//! into a timer created outside any runtime ("there is no reactor running"), so the objects stayed behind while the
+//! test reported ok. A `Scratch` dropped without its delete (a test that panicked first) only says what to delete by
+//! hand.
 
 use crate::binaries::workspace_root;
 use crate::poll::MAX_WAIT;
@@ -12,8 +17,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{conditions, wait::await_condition};
 use kube::{Api, Client, Config};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// Field manager of everything the suite applies.
 pub const FIELD_MANAGER: &str = "holdfast-e2e";
@@ -57,28 +61,28 @@ pub async fn ensure_crd(client: &Client) -> anyhow::Result<()> {
 /// What the test created in the cluster, by name.
 #[derive(Debug, Clone)]
 struct Created {
-    kubeconfig: PathBuf,
     namespace: String,
     /// Set once the IngressClass exists, so that only what was created is deleted.
     ingress_class: Option<String>,
 }
 
-/// The test's namespace and IngressClass, deleted on drop. Both names are unique to the run.
+/// The test's namespace and IngressClass, deleted by [`Scratch::delete`]. Both names are unique to the run.
 pub struct Scratch {
     created: Created,
+    /// Set once [`Scratch::delete`] ran, whatever its outcome (which it returned).
+    deleted: bool,
 }
 
 impl Scratch {
     /// Creates a namespace named `name`.
-    pub async fn create(client: &Client, kubeconfig: &Path, name: &str) -> anyhow::Result<Self> {
+    pub async fn create(client: &Client, name: &str) -> anyhow::Result<Self> {
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name, "labels": { "app.kubernetes.io/created-by": FIELD_MANAGER } },
         }))?;
         let api: Api<Namespace> = Api::all(client.clone());
         api.create(&PostParams::default(), &namespace).await.with_context(|| format!("creating namespace {name}"))?;
-        let created =
-            Created { kubeconfig: kubeconfig.to_path_buf(), namespace: name.to_string(), ingress_class: None };
-        Ok(Scratch { created })
+        let created = Created { namespace: name.to_string(), ingress_class: None };
+        Ok(Scratch { created, deleted: false })
     }
 
     pub fn namespace(&self) -> &str {
@@ -92,44 +96,92 @@ impl Scratch {
         self.created.ingress_class = created.metadata.name;
         Ok(())
     }
+
+    /// Deletes the IngressClass and the namespace (everything in it goes with it, in the background), within
+    /// [`MAX_WAIT`]. An error names every object left behind. Objects already gone count as deleted.
+    pub async fn delete(mut self, client: &Client) -> anyhow::Result<()> {
+        self.deleted = true;
+        let deletes = tokio::time::timeout(MAX_WAIT, delete(client, &self.created));
+        let outcomes = deletes.await.unwrap_or_else(|_| vec![Err(format!("the deletes took over {MAX_WAIT:?}"))]);
+        let (namespace, class) = (&self.created.namespace, &self.created.ingress_class);
+        let result = gather(outcomes).with_context(|| {
+            format!("cleanup failed: delete namespace {namespace} and IngressClass {class:?} by hand")
+        });
+        if result.is_ok() {
+            eprintln!("cleanup: deleted namespace {namespace} and IngressClass {class:?}");
+        }
+        result
+    }
 }
 
-/// Deletes the IngressClass and the namespace (everything in it goes with it, in the background).
-async fn delete(created: Created) -> anyhow::Result<()> {
-    let client = client(&created.kubeconfig).await?;
-    let mut errors = Vec::new();
+/// Sends the deletes: the IngressClass first (cluster-scoped, nothing else removes it), then the namespace.
+async fn delete(client: &Client, created: &Created) -> Vec<Result<(), String>> {
+    let mut outcomes = Vec::new();
     if let Some(class) = &created.ingress_class {
         let api: Api<IngressClass> = Api::all(client.clone());
-        if let Err(error) = api.delete(class, &DeleteParams::default()).await {
-            errors.push(format!("IngressClass {class}: {error}"));
-        }
+        let result = api.delete(class, &DeleteParams::default()).await.map(drop);
+        outcomes.push(deleted(&format!("IngressClass {class}"), result));
     }
-    let api: Api<Namespace> = Api::all(client);
-    if let Err(error) = api.delete(&created.namespace, &DeleteParams::background()).await {
-        errors.push(format!("namespace {}: {error}", created.namespace));
+    let api: Api<Namespace> = Api::all(client.clone());
+    let result = api.delete(&created.namespace, &DeleteParams::background()).await.map(drop);
+    outcomes.push(deleted(&format!("namespace {}", created.namespace), result));
+    outcomes
+}
+
+/// One delete's outcome: an object that is already gone (404) was deleted, by whoever did it.
+fn deleted(what: &str, result: Result<(), kube::Error>) -> Result<(), String> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(error) => Err(format!("{what}: {error}")),
     }
-    anyhow::ensure!(errors.is_empty(), "{}", errors.join("; "));
+}
+
+/// Every delete's failure in one error.
+fn gather(outcomes: Vec<Result<(), String>>) -> anyhow::Result<()> {
+    let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // Drop cannot await, and the test's runtime may be the one unwinding: the deletes run with a fresh client
-        // in a runtime of their own, on a thread of their own, bounded like every other wait.
-        let created = self.created.clone();
-        let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let deletes = tokio::time::timeout(Duration::from_secs(30), delete(created));
-            runtime.block_on(deletes).context("the deletes timed out")?
-        })
-        .join();
-        let (namespace, class) = (&self.created.namespace, &self.created.ingress_class);
-        match deleted {
-            Ok(Ok(())) => eprintln!("cleanup: deleted namespace {namespace} and IngressClass {class:?}"),
-            Ok(Err(error)) => {
-                eprintln!("cleanup failed: {error:#}; delete namespace {namespace}, IngressClass {class:?} by hand")
-            }
-            Err(_) => eprintln!("cleanup panicked; delete namespace {namespace}, IngressClass {class:?} by hand"),
+        // Only a warning: deleting needs the test's runtime, which may be the one unwinding.
+        if !self.deleted {
+            let (namespace, class) = (&self.created.namespace, &self.created.ingress_class);
+            eprintln!(
+                "warning: the test ended before its cleanup; delete namespace {namespace} and IngressClass {class:?} \
+                 by hand"
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Status::failure("refused", reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn an_object_already_gone_counts_as_deleted_and_any_other_failure_is_named() {
+        assert_eq!(deleted("namespace a", Ok(())), Ok(()));
+        assert_eq!(deleted("namespace a", Err(api_error(404, "NotFound"))), Ok(()));
+        let forbidden = deleted("IngressClass b", Err(api_error(403, "Forbidden"))).unwrap_err();
+        assert!(forbidden.starts_with("IngressClass b: "), "{forbidden}");
+        let both = gather(vec![Err("IngressClass b: refused".into()), Ok(()), Err("namespace a: refused".into())]);
+        let message = both.unwrap_err().to_string();
+        assert!(message.contains("IngressClass b") && message.contains("namespace a"), "{message}");
+        assert!(gather(vec![Ok(()), Ok(())]).is_ok());
+    }
+
+    #[test]
+    fn a_scratch_dropped_without_its_delete_only_warns_also_outside_a_runtime() {
+        let created = Created { namespace: "holdfast-e2e-x".into(), ingress_class: Some("holdfast-e2e-x".into()) };
+        // Where the old `Drop` panicked ("there is no reactor running"); now it prints what to delete by hand.
+        drop(Scratch { created, deleted: false });
     }
 }

@@ -5,7 +5,9 @@
 //! namespaces with a veth pair to this machine and addresses from 198.18.0.0/15 ([`netns`]). The test creates a
 //! namespace and the objects that point at those hosts ([`cluster`], [`objects`]), starts the binaries
 //! ([`binaries`], [`process`]), and checks what the controller did through the dataplane ([`upload`]) and through
-//! the API, every wait bounded ([`poll`]). Everything it creates is removed by `Drop` guards, also when it fails.
+//! the API, every wait bounded ([`poll`]). The processes and test hosts it starts are removed by `Drop` guards, also
+//! when it fails; the objects it creates in the cluster are deleted by an awaited step of the test, whose failure
+//! fails it ([`cluster::Scratch::delete`]).
 //!
 //! Without a cluster, tests run the same binaries on 127.0.0.1 with the controller's file source ([`stack`]); one of
 //! them reads the chart's Grafana dashboard ([`dashboard`]) and the binaries' scrapes ([`exposition`]) to check

@@ -35,10 +35,15 @@ async fn controller_serves_a_real_cluster() {
     let kubeconfig = Path::new(&kubeconfig);
     let client = cluster::client(kubeconfig).await.unwrap_or_else(|e| panic!("{e:#}"));
     let stack = Stack::start(&client, kubeconfig).await.unwrap_or_else(|e| panic!("setting up: {e:#}"));
-    // A failure panics while `stack` is alive: its processes print their last output as they are killed.
-    if let Err(error) = stack.check(&client).await {
-        panic!("{error:#}");
+    let checked = stack.check(&client).await;
+    // Cleanup is a step of the test, in its runtime, and a failed one fails it. A failed check keeps the processes
+    // alive until the panic, so that they print their last output as they are killed.
+    if let Err(error) = checked {
+        let scratch = stack.scratch;
+        let cleaned = scratch.delete(&client).await.err().map(|e| format!("\nand {e:#}")).unwrap_or_default();
+        panic!("{error:#}{cleaned}");
     }
+    stack.stop(&client).await.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +116,7 @@ async fn start_upstream(host: &TestHost) -> anyhow::Result<Process> {
 }
 
 /// Everything one cluster run started. Fields drop in order: the controller stops before anything it watches goes
-/// away, the upstreams before their hosts, and the namespace and IngressClass last.
+/// away, the upstreams before their hosts; the namespace and IngressClass are deleted by [`Stack::stop`], last.
 struct Stack {
     controller: Process,
     dataplane: Process,
@@ -126,8 +131,28 @@ impl Stack {
     async fn start(client: &Client, kubeconfig: &Path) -> anyhow::Result<Self> {
         cluster::ensure_crd(client).await?;
         let name = cluster::unique_name("holdfast-e2e");
-        let mut scratch = cluster::Scratch::create(client, kubeconfig, &name).await?;
+        let mut scratch = cluster::Scratch::create(client, &name).await?;
         eprintln!("namespace and IngressClass: {name}");
+        match Self::start_in(client, kubeconfig, &name, &mut scratch).await {
+            Ok((controller, dataplane, dataplane_addr, upstreams, hosts)) => {
+                Ok(Stack { controller, dataplane, dataplane_addr, upstreams, hosts, scratch })
+            }
+            // Whatever was started is stopped by now; what was created in the cluster goes too.
+            Err(error) => Err(match scratch.delete(client).await {
+                Ok(()) => error,
+                Err(cleanup) => error.context(format!("{cleanup:#}")),
+            }),
+        }
+    }
+
+    /// Everything but the namespace: the test hosts and their upstreams, the IngressClass and the objects, the
+    /// dataplane and the controller.
+    async fn start_in(
+        client: &Client,
+        kubeconfig: &Path,
+        name: &str,
+        scratch: &mut cluster::Scratch,
+    ) -> anyhow::Result<(Process, Process, SocketAddr, Vec<Process>, Vec<TestHost>)> {
         let hosts = vec![TestHost::create()?, TestHost::create()?];
         let mut upstreams = Vec::new();
         for host in &hosts {
@@ -135,19 +160,30 @@ impl Stack {
         }
         // A controller name of the run's own, so that a Holdfast installed in the cluster ignores this Ingress.
         let controller_name = format!("holdfast.io/{name}");
-        scratch.create_ingress_class(client, &objects::ingress_class(&name, &controller_name)).await?;
-        create_objects(client, &name, &hosts).await?;
+        scratch.create_ingress_class(client, &objects::ingress_class(name, &controller_name)).await?;
+        create_objects(client, name, &hosts).await?;
         let (dataplane, dataplane_addr, admin) = start_dataplane(&[]).await?;
         let bin = locate("holdfast-controller", "holdfast-controller")?;
         let mut command = Command::new(bin);
         command
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
-            .args(["--watch-namespace", &name, "--lease-namespace", &name])
+            .args(["--watch-namespace", name, "--lease-namespace", name])
             .args(["--publish-status-address", STATUS_ADDRESS, "--controller-name", &controller_name])
             .args(["--admin", "127.0.0.1:0", "--dataplane-url", &format!("http://{admin}/config")]);
         let controller = Process::spawn("controller", command)?;
-        Ok(Stack { controller, dataplane, dataplane_addr, upstreams, hosts, scratch })
+        Ok((controller, dataplane, dataplane_addr, upstreams, hosts))
+    }
+
+    /// Stops the controller before anything it watches goes away, then the rest, then deletes the namespace and
+    /// the IngressClass: the test's cleanup, whose failure fails the test.
+    async fn stop(self, client: &Client) -> anyhow::Result<()> {
+        let Stack { controller, dataplane, dataplane_addr: _, upstreams, hosts, scratch } = self;
+        drop(controller);
+        drop(dataplane);
+        drop(upstreams);
+        drop(hosts);
+        scratch.delete(client).await
     }
 
     async fn check(&self, client: &Client) -> anyhow::Result<()> {
