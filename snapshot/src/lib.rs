@@ -8,11 +8,13 @@
 //! Units are explicit in field names (`…Bytes`, `…Ms`) because JSON has no quantities or durations; the controller
 //! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
 
+mod delta;
 mod policy;
 mod resumable;
 mod upstream;
 mod validate;
 
+pub use delta::{DeltaError, SnapshotDelta};
 pub use policy::{BodyMode, ClientAbort, ErrorPage, HalfClose, Policy, ReplayPolicy, Timeouts};
 pub use resumable::{
     DeliveryMethod, Resumable, ResumableProtocol, DEFAULT_ANSWER_WAIT_MS, DEFAULT_EXPIRES_AFTER_MS,
