@@ -190,3 +190,43 @@ impl Log {
         Some(scan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, RemoveKind, RenameMode};
+
+    fn event(kind: EventKind, name: &str) -> notify::Result<notify::Event> {
+        Ok(notify::Event::new(kind).add_path(PathBuf::from("/manifests").join(name)))
+    }
+
+    fn files(wake: Option<Wake>) -> Option<Vec<String>> {
+        match wake? {
+            Wake::All => Some(vec!["*".into()]),
+            Wake::Files(paths) => Some(paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_file_is_read_again_once_written_renamed_or_removed_and_a_configmap_swap_reads_everything() {
+        let close_write = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(files(wake_for(event(close_write, "app.yaml"))), Some(vec!["app.yaml".into()]));
+        let renamed_to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(files(wake_for(event(renamed_to, "app.yaml"))), Some(vec!["app.yaml".into()]));
+        let removed = EventKind::Remove(RemoveKind::File);
+        assert_eq!(files(wake_for(event(removed, "app.yaml"))), Some(vec!["app.yaml".into()]));
+        // Still being written: its close follows.
+        let write = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        assert_eq!(files(wake_for(event(write, "app.yaml"))), None);
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert_eq!(files(wake_for(event(read, "app.yaml"))), None);
+        // The kubelet renames `..data_tmp` over `..data`: every file's link now leads elsewhere.
+        assert_eq!(files(wake_for(event(renamed_to, "..data"))), Some(vec!["*".into()]));
+        assert_eq!(
+            files(wake_for(event(EventKind::Create(CreateKind::Folder), "..2026_12_06"))),
+            Some(vec!["*".into()])
+        );
+        let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert_eq!(files(wake_for(Ok(overflow))), Some(vec!["*".into()]));
+    }
+}
