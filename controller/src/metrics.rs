@@ -2,7 +2,7 @@
 //! registry); labels are fixed variant names or compile-time kind names, never object names or error text.
 //!
 //! Along the pipeline: the source counts watch events ([`SourceMetrics`]), the publisher times translations
-//! ([`PublishMetrics`]), the pusher counts and times pushes and the bytes it sends ([`PushMetrics`]).
+//! ([`PublishMetrics`]), the pusher counts and times pushes, full or delta, and the bytes it sends ([`PushMetrics`]).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -80,18 +80,40 @@ pub struct PushLabels {
     pub outcome: PushOutcome,
 }
 
+/// What a push request carried.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PushKind {
+    /// The whole snapshot (`PUT /config`).
+    full,
+    /// The backends that changed since the version the dataplane holds (`PATCH /config`).
+    delta,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushKindLabels {
+    pub kind: PushKind,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Metrics of the pusher.
 #[derive(Clone, Debug)]
 pub struct PushMetrics {
     pub pushes: Family<PushLabels, Counter>,
-    /// Seconds from asking the dataplane for its version to its answer to the `PUT`, by outcome.
+    /// Seconds from the start of a push (a version check when one is needed, the `PATCH` of a delta and the `PUT`
+    /// that replaces a refused one) to the dataplane's last answer, by outcome.
     pub push_seconds: HistogramFamily<PushLabels>,
     /// Version of the snapshot the dataplane last accepted from us.
     pub accepted_version: Gauge,
     /// Bytes of the last snapshot sent (the `PUT /config` body), accepted or not.
     pub snapshot_bytes: Gauge,
+    /// Requests that changed the dataplane's config, by kind, whatever their answer.
+    pub requests: Family<PushKindLabels, Counter>,
+    /// Body bytes of those requests, by kind: what each change cost to send.
+    pub bytes: Family<PushKindLabels, Counter>,
+    /// Deltas the dataplane refused (its version was not their base), each followed by the full snapshot.
+    pub delta_fallbacks: Counter,
 }
 
 impl Default for PushMetrics {
@@ -104,6 +126,9 @@ impl Default for PushMetrics {
             }),
             accepted_version: Gauge::default(),
             snapshot_bytes: Gauge::default(),
+            requests: Family::default(),
+            bytes: Family::default(),
+            delta_fallbacks: Counter::default(),
         }
     }
 }
@@ -127,7 +152,29 @@ impl PushMetrics {
             "Size of the last snapshot pushed to the dataplane, as JSON",
             metrics.snapshot_bytes.clone(),
         );
+        registry.register(
+            "holdfast_controller_push_requests",
+            "Config changes sent to the dataplane by kind (full snapshot or delta), whatever the answer",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "holdfast_controller_pushed_bytes",
+            "Body bytes of the config changes sent to the dataplane, by kind",
+            metrics.bytes.clone(),
+        );
+        registry.register(
+            "holdfast_controller_delta_fallbacks",
+            "Deltas the dataplane refused, each replaced by the full snapshot",
+            metrics.delta_fallbacks.clone(),
+        );
         metrics
+    }
+
+    /// Counts one request of `kind` with a body of `bytes`.
+    pub fn sent(&self, kind: PushKind, bytes: usize) {
+        let labels = PushKindLabels { kind };
+        self.requests.get_or_create(&labels).inc();
+        self.bytes.get_or_create(&labels).inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
     /// Counts one push and how long it took.

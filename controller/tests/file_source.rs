@@ -1,9 +1,9 @@
 //! The `--from-dir` source without the network: what it reads, what it refuses, and that the shipped example
 //! manifests translate into the routes the README promises.
 
-use holdfast_controller::index::Index;
-use holdfast_controller::source::files::{parse, FileSource};
-use holdfast_controller::translate::{translate, Config};
+use holdfast_controller::publish::Shared;
+use holdfast_controller::source::files::{parse, FileSource, Kind};
+use holdfast_controller::translate::{translate, Config, Translation};
 use std::path::Path;
 
 const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: holdfast}\nspec: {controller: holdfast.io/ingress-controller}\n";
@@ -12,19 +12,22 @@ fn service(name: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n")
 }
 
-fn load(source: &FileSource) -> Index {
-    let mut index = Index::default();
-    assert!(source.objects().reset_index(&mut index).is_empty());
-    index
+fn translated(shared: &Shared) -> Translation {
+    shared.read(|index| translate(index, &Config::default()))
+}
+
+fn services(shared: &Shared) -> usize {
+    shared.read(|index| index.services.len())
 }
 
 #[test]
 fn example_manifests_translate_into_a_route_to_the_local_upstream() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples/local");
     let mut source = FileSource::new(&dir);
-    let scan = source.scan().unwrap();
+    let shared = Shared::default();
+    let scan = source.scan(&shared).unwrap();
     assert!(scan.rejected.is_empty(), "{:?}", scan.rejected);
-    let t = translate(&load(&source), &Config::default());
+    let t = translated(&shared);
     assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
     t.snapshot.validate().unwrap();
     let route = &t.snapshot.hosts[0].paths[0];
@@ -51,8 +54,9 @@ fn reads_several_documents_and_ignores_other_kinds() {
         "{CLASS}---\n{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: x, namespace: default}}\n---\n",
         service("web")
     );
-    let objects = parse(Path::new("all.yaml"), yaml.as_bytes()).unwrap();
-    assert_eq!((objects.classes.len(), objects.services.len()), (1, 1));
+    let documents = parse(Path::new("all.yaml"), yaml.as_bytes()).unwrap();
+    let kinds: Vec<Kind> = documents.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, [Kind::Class, Kind::Service]);
 }
 
 #[test]
@@ -89,24 +93,57 @@ fn broken_file_keeps_its_previous_objects_and_removed_file_drops_them() {
     std::fs::write(&path, service("web")).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
     let mut source = FileSource::new(dir.path());
-    assert!(source.scan().unwrap().changed);
-    assert_eq!(load(&source).services.len(), 1);
+    let shared = Shared::default();
+    assert!(source.scan(&shared).unwrap().changed);
+    assert_eq!(services(&shared), 1);
 
     std::fs::write(&path, "apiVersion: v1\nkind: Service\nmetadata: {name: [broken\n").unwrap();
-    let scan = source.scan().unwrap();
+    let scan = source.scan(&shared).unwrap();
     assert!(!scan.changed);
     assert!(scan.rejected[0].to_string().contains("app.yaml"), "{}", scan.rejected[0]);
-    assert_eq!(load(&source).services.len(), 1, "previous objects stay");
-    assert!(source.scan().unwrap().rejected.is_empty(), "an unchanged broken file is reported once");
+    assert_eq!(services(&shared), 1, "previous objects stay");
+    assert!(source.scan(&shared).unwrap().rejected.is_empty(), "an unchanged broken file is reported once");
+    let named = source.refresh([path.clone()], &shared);
+    assert!(named.rejected.is_empty() && !named.changed, "nor when an event names it again unchanged");
 
     std::fs::write(&path, format!("{}---\n{}", service("web"), service("api"))).unwrap();
-    assert!(source.scan().unwrap().changed);
-    assert_eq!(load(&source).services.len(), 2);
+    let scan = source.refresh([path.clone()], &shared);
+    assert!(scan.changed);
+    assert_eq!(scan.tally.applied.get(&Kind::Service), Some(&1), "only the new object is applied: {:?}", scan.tally);
+    assert_eq!(services(&shared), 2);
 
     std::fs::remove_file(&path).unwrap();
-    assert!(source.scan().unwrap().changed);
-    assert!(load(&source).services.is_empty());
-    assert_eq!(load(&source).classes.len(), 1);
+    assert!(source.scan(&shared).unwrap().changed);
+    assert_eq!(services(&shared), 0);
+    assert_eq!(shared.read(|index| index.classes.len()), 1);
+}
+
+#[test]
+fn an_object_defined_by_two_files_comes_from_the_last_path_and_survives_either_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = |n: u16| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{ports: [{{name: http, port: {n}}}]}}\n")
+    };
+    let port_in_force = |shared: &Shared| shared.read(|index| index.services.values().next().map(|s| s.ports[0].port));
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&b, port(82)).unwrap();
+    let mut source = FileSource::new(dir.path());
+    let shared = Shared::default();
+    source.scan(&shared).unwrap();
+    std::fs::write(&a, port(81)).unwrap();
+    source.refresh([a.clone()], &shared);
+    assert_eq!(port_in_force(&shared), Some(82), "b.yaml sorts last and wins, though a.yaml was read last");
+    std::fs::remove_file(&b).unwrap();
+    source.refresh([b.clone()], &shared);
+    assert_eq!(port_in_force(&shared), Some(81), "a.yaml takes over");
+    std::fs::write(&b, port(83)).unwrap();
+    source.refresh([b.clone()], &shared);
+    std::fs::remove_file(&a).unwrap();
+    source.refresh([a], &shared);
+    assert_eq!(port_in_force(&shared), Some(83));
+    std::fs::remove_file(&b).unwrap();
+    source.refresh([b], &shared);
+    assert_eq!(port_in_force(&shared), None);
 }
 
 /// A gRPC-over-TLS service as `kubectl create secret generic --from-file=ca.crt` and a KEP-3726 `appProtocol`
@@ -155,9 +192,9 @@ fn an_opaque_ca_secret_and_an_app_protocol_read_from_files_make_a_verified_https
     std::fs::write(dir.path().join("class.yaml"), CLASS).unwrap();
     std::fs::write(dir.path().join("api.yaml"), UPSTREAM_TLS).unwrap();
     let mut source = FileSource::new(dir.path());
-    assert!(source.scan().unwrap().rejected.is_empty());
-    let index = load(&source);
-    let t = translate(&index, &Config::default());
+    let shared = Shared::default();
+    assert!(source.scan(&shared).unwrap().rejected.is_empty());
+    let t = translated(&shared);
     assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
     t.snapshot.validate().unwrap();
     let name = "default/api:443+tls(verify,sni,secret=default/backend-ca)";
@@ -170,8 +207,9 @@ fn an_opaque_ca_secret_and_an_app_protocol_read_from_files_make_a_verified_https
     assert_eq!(tls.server_name, "api.default.svc");
     assert_eq!(tls.ca_pem.as_deref(), Some("-----BEGIN CERTIFICATE-----\nQ0EtY2VydA==\n-----END CERTIFICATE-----\n"));
     assert_eq!(tls.source.as_deref(), Some("secret default/backend-ca"));
-    assert_eq!(index.ca_secrets.len(), 1, "the Opaque watch's store holds the CA Secret");
-    assert!(index.secrets.is_empty(), "an Opaque Secret is not a listener certificate");
+    let (ca_secrets, secrets) = shared.read(|index| (index.ca_secrets.len(), index.secrets.len()));
+    assert_eq!(ca_secrets, 1, "the Opaque watch's store holds the CA Secret");
+    assert_eq!(secrets, 0, "an Opaque Secret is not a listener certificate");
 }
 
 #[test]
@@ -183,8 +221,9 @@ fn the_resumable_example_read_from_files_turns_on_resumable_uploads_on_its_route
     let service = "apiVersion: v1\nkind: Service\nmetadata: {name: video-uploads, namespace: photos}\nspec: {ports: [{name: http, port: 80}]}\n";
     std::fs::write(dir.path().join("service.yaml"), service).unwrap();
     let mut source = FileSource::new(dir.path());
-    assert!(source.scan().unwrap().rejected.is_empty());
-    let t = translate(&load(&source), &Config::default());
+    let shared = Shared::default();
+    assert!(source.scan(&shared).unwrap().rejected.is_empty());
+    let t = translated(&shared);
     assert!(t.report.warnings.is_empty(), "{:?}", t.report.warnings);
     t.snapshot.validate().unwrap();
     let route = &t.snapshot.hosts[0].paths[0];

@@ -2,6 +2,10 @@
 //!
 //! - `PUT /config`: a full route snapshot as JSON; 200 when it is in force, 400 with the reason otherwise (the
 //!   previous snapshot keeps serving).
+//! - `PATCH /config`: a delta of backends ([`SnapshotDelta`]) on top of the version in force; 200 when in force, 400
+//!   with the reason otherwise — a delta for another base (a restart, another pusher) included, which the controller
+//!   answers with the full snapshot. 400 rather than 409 for that too: whatever is wrong with a delta, the remedy
+//!   is the same full `PUT`, so the pusher needs no second status to tell them apart.
 //! - `GET /config`: `{"version": N}`, or `{"version": null}` before the first snapshot (the controller re-pushes when
 //!   the version went back, i.e. the dataplane restarted).
 //! - `GET /healthz`: the process is alive. `GET /readyz`: a snapshot is in force and the process is not draining.
@@ -15,7 +19,7 @@
 use crate::error::{text_response, ProxyBody};
 use crate::Dataplane;
 use bytes::Bytes;
-use holdfast_snapshot::Snapshot;
+use holdfast_snapshot::{Snapshot, SnapshotDelta};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -23,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Snapshots larger than this are refused: thousands of Ingresses fit in a few MiB.
 const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
@@ -45,14 +49,17 @@ pub async fn serve(listener: TcpListener, dp: Arc<Dataplane>, access: Access, sh
             accepted = crate::server::accept(&listener, if access == Access::Full { "admin" } else { "metrics" }) => accepted,
             _ = &mut shutdown => return,
         };
-        let dp = dp.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| handle(dp.clone(), access, request));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(serve_connection(stream, dp.clone(), access));
     }
+}
+
+/// Serves one accepted admin connection until it closes. Public so that a test can hand the connections of one
+/// listener to successive dataplanes, as the same admin port of a restarted process.
+pub async fn serve_connection(stream: TcpStream, dp: Arc<Dataplane>, access: Access) {
+    let service = hyper::service::service_fn(move |request| handle(dp.clone(), access, request));
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(
@@ -63,6 +70,7 @@ async fn handle(
     let response = match (request.method(), request.uri().path()) {
         (_, "/config") if access == Access::ReadOnly => text_response(StatusCode::NOT_FOUND, "not found\n"),
         (&Method::PUT, "/config") => put_config(&dp, request).await,
+        (&Method::PATCH, "/config") => patch_config(&dp, request).await,
         (&Method::GET, "/config") => {
             let version = dp.config.current().version;
             json(StatusCode::OK, serde_json::json!({ "version": version }).to_string())
@@ -98,11 +106,11 @@ async fn handle(
 }
 
 async fn put_config(dp: &Dataplane, request: Request<Incoming>) -> Response<ProxyBody> {
-    let body = match Limited::new(request.into_body(), MAX_SNAPSHOT_BYTES).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) => return text_response(StatusCode::BAD_REQUEST, format!("could not read the snapshot: {error}\n")),
+    let body = match read_body(request, "snapshot").await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
-    match Snapshot::from_json(&body).and_then(|snapshot| dp.apply(&snapshot)) {
+    match Snapshot::from_json(&body).and_then(|snapshot| dp.apply_owned(snapshot)) {
         Ok(version) => {
             tracing::info!(version, "route snapshot in force");
             text_response(StatusCode::OK, format!("accepted version {version}\n"))
@@ -111,6 +119,30 @@ async fn put_config(dp: &Dataplane, request: Request<Incoming>) -> Response<Prox
             tracing::warn!(%error, "route snapshot refused");
             text_response(StatusCode::BAD_REQUEST, format!("snapshot refused: {error}\n"))
         }
+    }
+}
+
+async fn patch_config(dp: &Dataplane, request: Request<Incoming>) -> Response<ProxyBody> {
+    let body = match read_body(request, "delta").await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    match SnapshotDelta::from_json(&body).and_then(|delta| dp.apply_delta(&delta)) {
+        Ok(version) => {
+            tracing::debug!(version, "route delta in force");
+            text_response(StatusCode::OK, format!("accepted version {version}\n"))
+        }
+        Err(error) => {
+            tracing::info!(%error, "route delta refused");
+            text_response(StatusCode::BAD_REQUEST, format!("delta refused: {error}\n"))
+        }
+    }
+}
+
+async fn read_body(request: Request<Incoming>, what: &str) -> Result<Bytes, Response<ProxyBody>> {
+    match Limited::new(request.into_body(), MAX_SNAPSHOT_BYTES).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) => Err(text_response(StatusCode::BAD_REQUEST, format!("could not read the {what}: {error}\n"))),
     }
 }
 

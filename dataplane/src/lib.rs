@@ -114,16 +114,48 @@ impl Dataplane {
 
     /// Puts a snapshot in force (or refuses it) and forgets the health of endpoints it no longer mentions.
     pub fn apply(&self, snapshot: &holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
+        self.apply_owned(snapshot.clone())
+    }
+
+    /// [`Dataplane::apply`] for a snapshot the caller gives up (the admin API's), which is kept as the base of the
+    /// next delta without a copy.
+    pub fn apply_owned(&self, snapshot: holdfast_snapshot::Snapshot) -> Result<u64, holdfast_snapshot::SnapshotError> {
         let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         let families = self.route_metrics.then_some(&self.metrics.route);
+        let (version, labels, certs) =
+            (snapshot.version, route::all_labels(&snapshot), tls::CertMap::compile(&snapshot.tls));
         let active = self.config.apply(snapshot, families)?;
-        self.metrics.route.retain(&route::all_labels(snapshot));
-        let certs = tls::CertMap::compile(&snapshot.tls);
+        self.metrics.route.retain(&labels);
         self.certs.replace(certs);
         let present: std::collections::HashSet<_> = active.backends.values().flat_map(|b| b.addresses()).collect();
         self.health.retain(|addr| present.contains(addr));
-        self.metrics.config_version.set(snapshot.version as i64);
-        Ok(snapshot.version)
+        self.metrics.config_version.set(version as i64);
+        Ok(version)
+    }
+
+    /// Applies a delta of backends (or refuses it, changing nothing): see [`state::ConfigStore::apply_delta`].
+    /// Certificates and peers cannot change this way; route metric series are pruned only when the routes were
+    /// compiled anew, and the health book forgets only addresses the delta took away.
+    pub fn apply_delta(&self, delta: &holdfast_snapshot::SnapshotDelta) -> Result<u64, holdfast_snapshot::DeltaError> {
+        let _serial = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let families = self.route_metrics.then_some(&self.metrics.route);
+        let previous = self.config.current();
+        let patched = self.config.apply_delta(delta, families)?;
+        if let Some(labels) = &patched.route_labels {
+            self.metrics.route.retain(labels);
+        }
+        let touched = delta.removed_backends.iter().chain(delta.backends.keys());
+        let mut gone: std::collections::HashSet<_> =
+            touched.filter_map(|name| previous.backends.get(name)).flat_map(|b| b.addresses()).collect();
+        if !gone.is_empty() {
+            // An address may still be another backend's.
+            for address in patched.active.backends.values().flat_map(|b| b.addresses()) {
+                gone.remove(&address);
+            }
+            self.health.retain(|addr| !gone.contains(addr));
+        }
+        self.metrics.config_version.set(delta.version as i64);
+        Ok(delta.version)
     }
 
     /// The metrics as Prometheus text, with the gauges read at scrape time brought up to date first.

@@ -8,12 +8,14 @@
 //! Units are explicit in field names (`…Bytes`, `…Ms`) because JSON has no quantities or durations; the controller
 //! converts Kubernetes quantities ("10Gi") and durations ("90s") before it pushes.
 
+mod delta;
 mod min_rate;
 mod policy;
 mod resumable;
 mod upstream;
 mod validate;
 
+pub use delta::{DeltaError, SnapshotDelta};
 pub use min_rate::{
     MinBodyRate, DEFAULT_MIN_BYTES_PER_SECOND, DEFAULT_MIN_RATE_WINDOW_MS, MAX_MIN_BYTES_PER_SECOND,
     MIN_RATE_WINDOW_CEILING_MS, MIN_RATE_WINDOW_FLOOR_MS,

@@ -1,7 +1,7 @@
 //! Checks a snapshot before it is put in force, so that a bad push is refused whole with a reason instead of
 //! half-applied. Each error names the offending field the way a user would look for it.
 
-use crate::{Endpoint, PathRule, Policy, RouteTarget, Snapshot};
+use crate::{Backend, Endpoint, PathRule, Policy, RouteTarget, Snapshot};
 use std::net::IpAddr;
 
 /// Memory buffers above this are refused: a policy must not let one request pin a gigabyte of RAM.
@@ -60,12 +60,7 @@ impl Snapshot {
             self.validate_target("defaultBackend", target)?;
         }
         for (name, backend) in &self.backends {
-            for (index, endpoint) in backend.endpoints.iter().enumerate() {
-                validate_endpoint(name, index, endpoint)?;
-            }
-            if let Some(tls) = &backend.tls {
-                tls.check().map_err(|reason| SnapshotError::BadUpstreamTls { backend: name.clone(), reason })?;
-            }
+            validate_backend(name, backend)?;
         }
         for (name, policy) in &self.policies {
             policy.validate(name)?;
@@ -133,6 +128,18 @@ pub fn valid_host(host: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// Checks one backend on its own (its references are checked from the routes): a delta checks each backend it
+/// upserts with this, exactly as a full snapshot does.
+pub(crate) fn validate_backend(name: &str, backend: &Backend) -> Result<(), SnapshotError> {
+    for (index, endpoint) in backend.endpoints.iter().enumerate() {
+        validate_endpoint(name, index, endpoint)?;
+    }
+    if let Some(tls) = &backend.tls {
+        tls.check().map_err(|reason| SnapshotError::BadUpstreamTls { backend: name.to_string(), reason })?;
+    }
+    Ok(())
 }
 
 fn validate_endpoint(backend: &str, index: usize, endpoint: &Endpoint) -> Result<(), SnapshotError> {

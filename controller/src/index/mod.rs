@@ -3,14 +3,17 @@
 //! Each event is converted at this boundary into the small model translation needs ([`model`]), so translation never
 //! sees raw API objects and the index can be filled by hand in tests. Sources call [`Index::apply`],
 //! [`Index::delete`] and [`Index::reset`] (a relist: everything not listed is gone); nothing here blocks or talks to
-//! the network.
+//! the network. Every change is also recorded ([`Changes`]) so that the publisher can tell an EndpointSlice edit,
+//! which re-resolves only the backends of its Service, from anything else, which rebuilds the snapshot.
 
+mod changes;
 mod convert;
 pub mod model;
 mod peer_slice;
 mod policy;
 mod secret;
 
+pub use changes::Changes;
 pub use convert::SERVICE_NAME_LABEL;
 pub use model::*;
 pub use peer_slice::PeerSlice;
@@ -39,6 +42,10 @@ pub struct Index {
     pub policies: BTreeMap<ObjectKey, PolicyModel>,
     /// `metadata.uid` of every indexed object that has one, by store and key: warnings carry it to their events.
     uids: BTreeMap<(&'static str, ObjectKey), String>,
+    /// `slices` by Service, kept in step with it by every change.
+    slices_by_service: changes::SlicesByService,
+    /// What changed since [`Index::take_changes`] was last called.
+    changes: Changes,
 }
 
 /// Why an object was not indexed.
@@ -63,6 +70,17 @@ pub trait IndexKind: Sized {
 
     fn store(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self::Model>;
     fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    /// Records that the object at `key` changed from `old` to what the store now holds. Any kind but EndpointSlice
+    /// asks for a full translation.
+    fn changed(index: &mut Index, _key: &ObjectKey, _old: Option<&Self::Model>) {
+        index.changes.rebuild(Self::STORE);
+    }
+
+    /// Records that the whole store was replaced by a relist: always a full translation.
+    fn relisted(index: &mut Index) {
+        index.changes.rebuild(Self::STORE);
+    }
+
     /// Converts the object; `previous` is the model it replaces, for kinds that keep their last good state.
     /// `None`: the object is not one the index keeps (a Secret of another type), so any previous entry goes.
     fn convert(self, key: &ObjectKey, previous: Option<&Self::Model>) -> Option<Self::Model>;
@@ -88,13 +106,11 @@ impl Index {
         let store = K::store(self);
         match object.convert(&key, store.get(&key)) {
             Some(model) => {
-                store.insert(key.clone(), model);
+                let old = store.insert(key.clone(), model);
+                K::changed(self, &key, old.as_ref());
                 self.set_uid(K::STORE, key, uid);
             }
-            None => {
-                store.remove(&key);
-                self.uids.remove(&(K::STORE, key));
-            }
+            None => self.remove::<K>(&key),
         };
         Ok(())
     }
@@ -102,9 +118,26 @@ impl Index {
     /// Removes one object.
     pub fn delete<K: IndexKind>(&mut self, object: &K) -> Result<(), IndexError> {
         let key = object.key()?;
-        K::store(self).remove(&key);
-        self.uids.remove(&(K::STORE, key));
+        self.remove::<K>(&key);
         Ok(())
+    }
+
+    /// Removes the object of kind `K` at `key`, if there is one.
+    pub fn remove<K: IndexKind>(&mut self, key: &ObjectKey) {
+        if let Some(old) = K::store(self).remove(key) {
+            K::changed(self, key, Some(&old));
+        }
+        self.uids.remove(&(K::STORE, key.clone()));
+    }
+
+    /// Takes what changed since the last call, leaving nothing recorded.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The EndpointSlices of one Service (its namespace and name), in key order.
+    pub fn slices_of<'a>(&'a self, service: &ObjectKey) -> impl Iterator<Item = (&'a ObjectKey, &'a SliceModel)> {
+        self.slices_by_service.of(service).filter_map(|key| Some((key, self.slices.get(key)?)))
     }
 
     /// The `metadata.uid` of an indexed object of `kind` (its store, for the kinds read into two), if it had one.
@@ -140,6 +173,7 @@ impl Index {
             }
         }
         *K::store(self) = next;
+        K::relisted(self);
         self.uids.retain(|(store, _), _| *store != K::STORE);
         for (key, uid) in uids {
             self.set_uid(K::STORE, key, uid);
@@ -171,9 +205,33 @@ macro_rules! index_kind {
 index_kind!(IngressClass, "IngressClass", classes, false);
 index_kind!(Ingress, "Ingress", ingresses, true);
 index_kind!(Service, "Service", services, true);
-index_kind!(EndpointSlice, "EndpointSlice", slices, true);
 index_kind!(Secret, "Secret", secrets, true);
 index_kind!(UploadPolicy, "UploadPolicy", policies, true);
+
+/// The one kind whose changes are followed without a rebuild: see [`Changes`].
+impl IndexKind for EndpointSlice {
+    const KIND: &'static str = "EndpointSlice";
+    type Model = SliceModel;
+
+    fn store(index: &mut Index) -> &mut BTreeMap<ObjectKey, Self::Model> {
+        &mut index.slices
+    }
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+    fn convert(self, key: &ObjectKey, previous: Option<&Self::Model>) -> Option<Self::Model> {
+        convert::Convert::convert(self, key, previous)
+    }
+    fn changed(index: &mut Index, key: &ObjectKey, old: Option<&Self::Model>) {
+        let services = index.slices_by_service.moved(key, old, index.slices.get(key));
+        index.changes.services.extend(services.into_iter().flatten());
+        index.changes.slice_events += 1;
+    }
+    fn relisted(index: &mut Index) {
+        index.slices_by_service.rebuild(&index.slices);
+        index.changes.rebuild(Self::STORE);
+    }
+}
 
 impl IndexKind for OpaqueSecret {
     const KIND: &'static str = "Secret";

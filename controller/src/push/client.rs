@@ -1,5 +1,5 @@
-//! The dataplane admin API as the pusher uses it: `GET /config` for the version in force and `PUT /config` with a
-//! snapshot. Plain HTTP/1.1 on a fresh connection per request: pushes are rare, the admin port is local, and a
+//! The dataplane admin API as the pusher uses it: `GET /config` for the version in force, `PUT /config` with a
+//! snapshot and `PATCH /config` with a delta. Plain HTTP/1.1 on a fresh connection per request: pushes are rare, the admin port is local, and a
 //! fresh connection never trips over one the dataplane closed when it restarted.
 
 use bytes::Bytes;
@@ -23,7 +23,7 @@ pub enum ClientError {
     Http(#[from] hyper::Error),
     #[error("the dataplane did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the dataplane refused the snapshot ({status}): {reason}")]
+    #[error("the dataplane refused the push ({status}): {reason}")]
     Refused { status: StatusCode, reason: String },
     #[error("unexpected answer from the dataplane to GET /config: {0}")]
     BadVersion(String),
@@ -77,7 +77,16 @@ impl DataplaneClient {
 
     /// Puts a snapshot (already JSON) in force.
     pub async fn put(&self, snapshot_json: Bytes) -> Result<(), ClientError> {
-        let (status, body) = self.request(Method::PUT, snapshot_json).await?;
+        self.change(Method::PUT, snapshot_json).await
+    }
+
+    /// Applies a delta (already JSON) to the snapshot in force.
+    pub async fn patch(&self, delta_json: Bytes) -> Result<(), ClientError> {
+        self.change(Method::PATCH, delta_json).await
+    }
+
+    async fn change(&self, method: Method, json: Bytes) -> Result<(), ClientError> {
+        let (status, body) = self.request(method, json).await?;
         if status.is_success() {
             return Ok(());
         }

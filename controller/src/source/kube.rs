@@ -1,6 +1,8 @@
 //! Kubernetes watches: one kube-runtime watcher per kind, with backoff, feeding the shared index. A relist
 //! (`Init` … `InitDone`) is buffered and applied as one [`Index::reset`](crate::index::Index::reset), so objects
-//! deleted while the watch was down leave the index.
+//! deleted while the watch was down leave the index, and never as "everything vanished": until `InitDone` the index
+//! keeps what it had. Every watch is registered with [`Shared::expect`] before it starts, so the first publication
+//! waits for each one's first complete list.
 
 use crate::drain::Shutdown;
 use crate::index::{IndexKind, ObjectKey, OpaqueSecret, PeerSlice, SERVICE_NAME_LABEL};
@@ -20,6 +22,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -105,26 +108,30 @@ struct Sink {
 }
 
 /// Watches one kind until shutdown; errors are logged and retried with kube-runtime's default backoff.
-async fn watch_kind<K>(api: Api<K>, config: watcher::Config, to: Sink)
+fn watch_kind<K>(api: Api<K>, config: watcher::Config, to: Sink) -> impl Future<Output = ()> + Send + 'static
 where
-    K: IndexKind + Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: IndexKind + Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    watch_as::<K, K>(api, config, to).await
+    watch_as::<K, K>(api, config, to)
 }
 
 /// Watches API kind `K` into the index as kind `I`: a kind read by two watches (Secrets by type) is indexed into
-/// one store per watch.
-async fn watch_as<K, I>(api: Api<K>, config: watcher::Config, mut to: Sink)
+/// one store per watch. The watch is registered as one the first publication waits for when this is called, not
+/// when the future first runs, so that no other watch's list can be published without this one's.
+fn watch_as<K, I>(api: Api<K>, config: watcher::Config, mut to: Sink) -> impl Future<Output = ()> + Send + 'static
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    I: IndexKind + From<K>,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    I: IndexKind + From<K> + Send + 'static,
 {
-    let stream = watcher::watcher(api, config).default_backoff().map_ok(convert_event::<K, I>);
-    tokio::select! {
-        _ = feed(stream, &to.shared, &to.metrics).instrument(tracing::info_span!("watch", kind = I::STORE)) => {
-            tracing::warn!(kind = I::STORE, "Watch ended");
+    to.shared.expect(I::STORE);
+    async move {
+        let stream = watcher::watcher(api, config).default_backoff().map_ok(convert_event::<K, I>);
+        tokio::select! {
+            _ = feed(stream, &to.shared, &to.metrics).instrument(tracing::info_span!("watch", kind = I::STORE)) => {
+                tracing::warn!(kind = I::STORE, "Watch ended");
+            }
+            _ = to.shutdown.wait() => {}
         }
-        _ = to.shutdown.wait() => {}
     }
 }
 
@@ -194,6 +201,7 @@ impl<K: IndexKind> WatchFeed<K> {
                 for error in shared.update(|index| index.reset(objects)) {
                     tracing::warn!(%error, "Skipped an object");
                 }
+                shared.listed(K::STORE);
                 Ok(())
             }
         };

@@ -63,7 +63,7 @@ pub fn resolve(index: &Index, namespace: &str, service: &str, port: &PortRef) ->
     })
 }
 
-fn find_port<'a>(ports: &'a [ServicePortModel], port: &PortRef) -> Option<&'a ServicePortModel> {
+pub fn find_port<'a>(ports: &'a [ServicePortModel], port: &PortRef) -> Option<&'a ServicePortModel> {
     ports.iter().find(|p| match port {
         PortRef::Number(n) => p.port == *n,
         PortRef::Name(name) => &p.name == name,
@@ -72,15 +72,12 @@ fn find_port<'a>(ports: &'a [ServicePortModel], port: &PortRef) -> Option<&'a Se
 }
 
 /// Endpoints of every slice of the Service, on the slice port named like the Service port, deduplicated (a pod can
-/// briefly appear in two slices while they are rebalanced).
-fn endpoints(index: &Index, service: &ObjectKey, port_name: &str) -> Vec<Endpoint> {
+/// briefly appear in two slices while they are rebalanced). The slices are found through the index's by-Service
+/// map: scanning every slice for every backend cost ~25 million comparisons per translation at 5,000 Ingresses.
+pub fn endpoints(index: &Index, service: &ObjectKey, port_name: &str) -> Vec<Endpoint> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    let slices = index
-        .slices
-        .iter()
-        .filter(|(key, slice)| key.namespace == service.namespace && slice.service.as_deref() == Some(&service.name));
-    for (_, slice) in slices {
+    for (_, slice) in index.slices_of(service) {
         let Some(port) = slice_port(slice, port_name) else { continue };
         for endpoint in &slice.endpoints {
             // The API treats an endpoint's addresses as fungible and tells consumers to use the first.

@@ -7,6 +7,7 @@ mod backend;
 mod class;
 mod grpc;
 mod nginx;
+mod patch;
 mod peers;
 mod policy;
 mod protocol;
@@ -20,7 +21,7 @@ pub use peers::PeersConfig;
 pub use policy::DEFAULT_POLICY;
 pub use report::{ConditionState, PolicyStatus, Reason, Report, Warning};
 
-use crate::index::Index;
+use crate::index::{Changes, Index};
 use holdfast_snapshot::{Policy, Snapshot};
 
 /// `spec.controller` of the IngressClasses this controller serves.
@@ -79,6 +80,27 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
         warning.uid = index.uid(warning.kind, &warning.key).map(str::to_string);
     }
     Translation { snapshot, report }
+}
+
+/// A translation and how it was made.
+pub struct Update {
+    pub translation: Translation,
+    /// `Some(n)`: only EndpointSlices had changed, and the previous translation was patched by resolving `n`
+    /// backends again; `None`: translated in full.
+    pub patched_backends: Option<usize>,
+}
+
+/// The translation of `index` after `changes`, given `previous`, the translation of the index just before them:
+/// when only EndpointSlices changed, `previous` with the backends of their Services resolved again (work in
+/// proportion to the change); otherwise, or with no `previous`, the full [`translate`]. Either way the result
+/// equals `translate(index, config)`.
+pub fn update(previous: Option<&Translation>, index: &Index, config: &Config, changes: &Changes) -> Update {
+    if let (Some(previous), None) = (previous, changes.rebuild) {
+        if let Some((translation, n)) = patch::endpoints_of(previous, index, config, &changes.services) {
+            return Update { translation, patched_backends: Some(n) };
+        }
+    }
+    Update { translation: translate(index, config), patched_backends: None }
 }
 
 /// The snapshot's own rule, so a host the dataplane would refuse never reaches (and sinks) a push.

@@ -26,7 +26,7 @@ pub fn peers(index: &Index, config: &PeersConfig) -> BTreeMap<String, Peer> {
     };
     let mut best: BTreeMap<&str, (Rank, IpAddr)> = BTreeMap::new();
     // The peers watch only fills its store when the main watch cannot see the Service, so a slice is in one store.
-    let slices = index.slices.iter().chain(&index.peer_slices).filter(of_service);
+    let slices = index.slices_of(service).chain(index.peer_slices.iter().filter(of_service));
     for (_, slice) in slices.filter(|(_, slice)| slice.address_type != "FQDN") {
         for endpoint in &slice.endpoints {
             let Some(pod) = endpoint.pod.as_deref() else { continue };

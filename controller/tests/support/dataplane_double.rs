@@ -68,6 +68,11 @@ impl DataplaneDouble {
         self.state.lock().unwrap().accepted.len()
     }
 
+    /// Every snapshot accepted so far, oldest first.
+    pub fn accepted(&self) -> Vec<Snapshot> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
     pub fn in_force(&self) -> Option<Snapshot> {
         self.state.lock().unwrap().in_force.clone()
     }

@@ -4,6 +4,7 @@
 mod classes;
 mod grpc;
 mod identities;
+mod incremental;
 mod invalid;
 mod peers;
 mod policies;
