@@ -139,8 +139,7 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
         line["target"] = target.into();
     }
     if let Some(path) = &args.deliveries {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        writeln!(file, "{line}")?;
+        append_line(path, &line)?;
     }
     let mut response = Response::new(Full::new(Bytes::from(line.to_string())));
     *response.status_mut() = hyper::StatusCode::from_u16(args.status)?;
@@ -151,13 +150,20 @@ async fn handle(args: Arc<Args>, req: Request<Incoming>) -> anyhow::Result<Respo
 fn reject(args: &Args, bytes: u64, request_id: &str, attempt: u32) -> anyhow::Result<Response<Full<Bytes>>> {
     let line = serde_json::json!({"rejected": true, "bytes": bytes, "requestId": request_id, "attempt": attempt});
     if let Some(path) = &args.deliveries {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        writeln!(file, "{line}")?;
+        append_line(path, &line)?;
     }
     let mut response = Response::new(Full::new(Bytes::from_static(b"too large for this upstream\n")));
     *response.status_mut() = hyper::StatusCode::PAYLOAD_TOO_LARGE;
     response.headers_mut().insert("connection", "close".parse()?);
     Ok(response)
+}
+
+/// Appends one JSON line to the deliveries file in ONE `write`: `writeln!` on a `File` writes a JSON value in pieces,
+/// and deliveries that finish at the same moment (concurrent uploads) then interleave inside each other's lines.
+/// With `O_APPEND`, a single write lands whole at the end.
+fn append_line(path: &std::path::Path, line: &serde_json::Value) -> std::io::Result<()> {
+    let text = format!("{line}\n");
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(text.as_bytes())
 }
 
 fn hex(bytes: &[u8]) -> String {
