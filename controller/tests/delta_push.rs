@@ -85,7 +85,7 @@ fn translation(port: u16) -> Option<Arc<Translation>> {
                          "b": {{"endpoints": [{{"address": "127.0.0.2", "port": 80}}]}}}}}}"#
     );
     let snapshot = Snapshot::from_json(json.as_bytes()).unwrap();
-    Some(Arc::new(Translation { snapshot, report: Report::default() }))
+    Some(Arc::new(Translation { snapshot, report: Report::default().into() }))
 }
 
 fn timing() -> PushTiming {

@@ -16,7 +16,7 @@ fn translation(policy_name: &str) -> Option<Arc<Translation>> {
     // From JSON, so the test keeps compiling as the snapshot grows fields with defaults.
     let json = format!(r#"{{"version": 0, "policies": {{"{policy_name}": {{}}}}}}"#);
     let snapshot = Snapshot::from_json(json.as_bytes()).unwrap();
-    Some(Arc::new(Translation { snapshot, report: Report::default() }))
+    Some(Arc::new(Translation { snapshot, report: Report::default().into() }))
 }
 
 fn timing() -> PushTiming {
@@ -72,7 +72,9 @@ async fn a_publication_with_an_unchanged_snapshot_is_not_pushed() {
 
     // Same snapshot, different report (a warning appeared): nothing to push.
     let mut same = (*translation("a").unwrap()).clone();
-    same.report.ingresses.insert(holdfast_controller::index::ObjectKey::new("default", "x"));
+    std::sync::Arc::make_mut(&mut same.report)
+        .ingresses
+        .insert(holdfast_controller::index::ObjectKey::new("default", "x"));
     tx.send_replace(Some(Arc::new(same)));
     // Proving that nothing happens takes a wait; several resync periods are plenty.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -20,9 +20,9 @@ fn route(host: &str, backend: &str) -> HostRule {
 /// Version 7: `a` and `b` routed, `spare` not.
 fn base() -> Snapshot {
     let mut snapshot = Snapshot { version: 7, ..Default::default() };
-    snapshot.hosts = vec![route("a.example", "a"), route("b.example", "b")];
+    snapshot.hosts = vec![route("a.example", "a"), route("b.example", "b")].into();
     for (name, port) in [("a", 80), ("b", 81), ("spare", 82)] {
-        snapshot.backends.insert(name.into(), backend(&[port]));
+        snapshot.backends.insert(name.into(), backend(&[port]).into());
     }
     snapshot.validate().unwrap();
     snapshot
@@ -37,8 +37,8 @@ fn a_delta_between_two_snapshots_rebuilds_the_newer_one() {
     let old = base();
     let mut new = old.clone();
     new.version = 9;
-    new.backends.insert("a".into(), backend(&[80, 90]));
-    new.backends.insert("c".into(), backend(&[83]));
+    new.backends.insert("a".into(), backend(&[80, 90]).into());
+    new.backends.insert("c".into(), backend(&[83]).into());
     new.backends.remove("spare");
     let delta = SnapshotDelta::between(&old, &new).unwrap();
     assert_eq!(delta.backends.keys().collect::<Vec<_>>(), ["a", "c"], "only what changed travels");
@@ -51,10 +51,10 @@ fn a_delta_between_two_snapshots_rebuilds_the_newer_one() {
 fn no_delta_when_anything_but_backends_differs() {
     let old = base();
     let mut new = old.clone();
-    new.hosts.pop();
+    std::sync::Arc::make_mut(&mut new.hosts).pop();
     assert!(SnapshotDelta::between(&old, &new).is_none());
     let mut new = old.clone();
-    new.policies.insert("p".into(), Default::default());
+    std::sync::Arc::make_mut(&mut new.policies).insert("p".into(), Default::default());
     assert!(SnapshotDelta::between(&old, &new).is_none());
     assert!(SnapshotDelta::between(&old, &old).unwrap().is_empty());
 }
@@ -73,15 +73,15 @@ fn a_delta_for_another_base_or_not_moving_forward_is_refused() {
 #[test]
 fn an_invalid_delta_changes_nothing() {
     let mut bad_address = delta(7, 8);
-    bad_address.backends.insert("a".into(), backend(&[80]));
+    bad_address.backends.insert("a".into(), backend(&[80]).into());
     let mut pod_name = backend(&[81]);
     pod_name.endpoints[0].address = "pod-b".into();
-    bad_address.backends.insert("b".into(), pod_name);
+    bad_address.backends.insert("b".into(), pod_name.into());
     let mut routed_removed = delta(7, 8);
-    routed_removed.backends.insert("c".into(), backend(&[83]));
+    routed_removed.backends.insert("c".into(), backend(&[83]).into());
     routed_removed.removed_backends = vec!["spare".into(), "b".into()];
     let mut both = delta(7, 8);
-    both.backends.insert("spare".into(), backend(&[1]));
+    both.backends.insert("spare".into(), backend(&[1]).into());
     both.removed_backends = vec!["spare".into()];
     let cases = [
         (bad_address, "not an IP address"),
@@ -104,11 +104,51 @@ fn an_invalid_delta_changes_nothing() {
 #[test]
 fn deltas_travel_as_camel_case_json_and_unknown_fields_are_refused() {
     let mut d = delta(7, 8);
-    d.backends.insert("a".into(), backend(&[80]));
+    d.backends.insert("a".into(), backend(&[80]).into());
     d.removed_backends = vec!["spare".into()];
     let json = serde_json::to_string(&d).unwrap();
     assert!(json.contains(r#""baseVersion":7"#) && json.contains(r#""removedBackends":["spare"]"#), "{json}");
     assert_eq!(SnapshotDelta::from_json(json.as_bytes()).unwrap(), d);
     let err = SnapshotDelta::from_json(br#"{"baseVersion": 1, "version": 2, "hosts": []}"#).unwrap_err();
     assert!(err.to_string().contains("unknown field `hosts`"), "{err}");
+}
+
+#[test]
+fn the_delta_of_every_combination_of_kept_copied_changed_added_and_removed_backends_is_exact() {
+    use std::sync::Arc;
+    let names = ["a", "b", "c", "d"];
+    let (v1, v2) = (Arc::new(backend(&[1])), Arc::new(backend(&[2])));
+    // Per name, (in old, in new): absent, the same Arc, an equal copy, a different backend.
+    type State<'a> = (Option<&'a Arc<Backend>>, Option<Arc<Backend>>);
+    let states: [State; 6] = [
+        (None, None),
+        (None, Some(v2.clone())),
+        (Some(&v1), None),
+        (Some(&v1), Some(v1.clone())),
+        (Some(&v1), Some(Arc::new(backend(&[1])))),
+        (Some(&v1), Some(v2.clone())),
+    ];
+    for case in 0..states.len().pow(names.len() as u32) {
+        let (mut old, mut new) = (Snapshot { version: 1, ..Default::default() }, Snapshot::default());
+        new.version = 2;
+        let (mut upserted, mut removed) = (Vec::new(), Vec::new());
+        for (i, name) in names.iter().enumerate() {
+            let (was, now) = &states[case / states.len().pow(i as u32) % states.len()];
+            if let Some(was) = was {
+                old.backends.insert(name.to_string(), Arc::clone(was));
+            }
+            if let Some(now) = now {
+                new.backends.insert(name.to_string(), now.clone());
+            }
+            match (was, now) {
+                (Some(_), None) => removed.push(*name),
+                (was, Some(now)) if was.map(|w| **w != **now).unwrap_or(true) => upserted.push(*name),
+                _ => {}
+            }
+        }
+        let delta = SnapshotDelta::between(&old, &new).unwrap();
+        assert_eq!(delta.backends.keys().collect::<Vec<_>>(), upserted, "case {case}");
+        assert_eq!(delta.removed_backends, removed, "case {case}");
+        assert_eq!(delta.apply(&old).unwrap(), new, "case {case}");
+    }
 }

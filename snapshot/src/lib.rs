@@ -26,12 +26,23 @@ pub use resumable::{
     DEFAULT_OUTCOME_RETENTION_MS,
 };
 pub use upstream::{UpstreamProtocol, UpstreamTls};
-pub use validate::{is_token, valid_host, SnapshotError, MAX_MEMORY_BUFFER};
+pub use validate::{is_token, valid_host, validate_backend, SnapshotError, MAX_MEMORY_BUFFER};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn no_certificates(tls: &Arc<Vec<TlsCertificate>>) -> bool {
+    tls.is_empty()
+}
 
 /// A complete routing state. The dataplane only accepts a snapshot whose `version` is greater than the one in force.
+///
+/// Its large parts are shared (`Arc`), so that a snapshot that differs from another in a few backends (an
+/// EndpointSlice edit) is made, compared and kept beside it at the cost of those backends, not of the whole: at
+/// thousands of Ingresses a copy of every host, backend and certificate per endpoint change was most of the
+/// controller's work. `Arc`'s equality looks at the pointer first, so comparing two snapshots that share a part
+/// does not walk it. On the wire they are plain JSON: sharing is not preserved by serialisation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Snapshot {
@@ -39,20 +50,20 @@ pub struct Snapshot {
     pub version: u64,
     /// Host rules, in any order: the dataplane sorts them by Ingress precedence.
     #[serde(default)]
-    pub hosts: Vec<HostRule>,
+    pub hosts: Arc<Vec<HostRule>>,
     /// Where requests go when no host or path rule matches (an Ingress `defaultBackend`). `None`: 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<RouteTarget>,
     /// Backends by name (the controller uses `namespace/service:port`, with `+h2`, `+tls(…)` suffixes when the
     /// protocol or TLS settings are not plain HTTP/1.1: one Service port can be routed with several).
     #[serde(default)]
-    pub backends: BTreeMap<String, Backend>,
+    pub backends: BTreeMap<String, Arc<Backend>>,
     /// Upload policies by name (the controller uses `namespace/name`, or `default` for its flag defaults).
     #[serde(default)]
-    pub policies: BTreeMap<String, Policy>,
+    pub policies: Arc<BTreeMap<String, Policy>>,
     /// Certificates for the TLS listener, chosen by SNI (from the Ingresses' `tls` sections).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tls: Vec<TlsCertificate>,
+    #[serde(default, skip_serializing_if = "no_certificates")]
+    pub tls: Arc<Vec<TlsCertificate>>,
     /// The other dataplanes of this installation by instance name (a StatefulSet's pod names), at their plain
     /// client listener: a request for a resumable upload that another replica owns is passed to it there.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

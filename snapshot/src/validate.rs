@@ -62,7 +62,7 @@ impl Snapshot {
         for (name, backend) in &self.backends {
             validate_backend(name, backend)?;
         }
-        for (name, policy) in &self.policies {
+        for (name, policy) in self.policies.iter() {
             policy.validate(name)?;
         }
         for (name, peer) in &self.peers {
@@ -131,8 +131,8 @@ pub fn valid_host(host: &str) -> bool {
 }
 
 /// Checks one backend on its own (its references are checked from the routes): a delta checks each backend it
-/// upserts with this, exactly as a full snapshot does.
-pub(crate) fn validate_backend(name: &str, backend: &Backend) -> Result<(), SnapshotError> {
+/// upserts with this, exactly as a full snapshot does, and so does the controller for each backend it patches.
+pub fn validate_backend(name: &str, backend: &Backend) -> Result<(), SnapshotError> {
     for (index, endpoint) in backend.endpoints.iter().enumerate() {
         validate_endpoint(name, index, endpoint)?;
     }

@@ -23,6 +23,7 @@ pub use report::{ConditionState, PolicyStatus, Reason, Report, Warning};
 
 use crate::index::{Changes, Index};
 use holdfast_snapshot::{Policy, Snapshot};
+use std::sync::Arc;
 
 /// `spec.controller` of the IngressClasses this controller serves.
 pub const CONTROLLER_NAME: &str = "holdfast.io/ingress-controller";
@@ -44,11 +45,19 @@ impl Default for Config {
     }
 }
 
-/// A translated snapshot (version 0: the pusher numbers it) and what was wrong with the input.
+/// A translated snapshot (version 0: the pusher numbers it) and what was wrong with the input. The report is shared
+/// for the same reason the snapshot's large parts are: a patched translation has the report of the one it patched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
     pub snapshot: Snapshot,
-    pub report: Report,
+    pub report: Arc<Report>,
+}
+
+impl Translation {
+    /// Equality that does not walk a report both share (a patch and what it patched).
+    pub fn same_as(&self, other: &Translation) -> bool {
+        self.snapshot == other.snapshot && (Arc::ptr_eq(&self.report, &other.report) || self.report == other.report)
+    }
 }
 
 /// Translates the whole index. Deterministic: the same index always gives the same snapshot and report.
@@ -72,21 +81,22 @@ pub fn translate(index: &Index, config: &Config) -> Translation {
         routes.add_ingress(key, ingress, &mut report);
     }
     let mut snapshot = routes.into_snapshot();
-    snapshot.tls = certificates.into_certificates();
+    snapshot.tls = certificates.into_certificates().into();
     if let Some(peers) = &config.peers {
         snapshot.peers = peers::peers(index, peers);
     }
     for warning in &mut report.warnings {
         warning.uid = index.uid(warning.kind, &warning.key).map(str::to_string);
     }
-    Translation { snapshot, report }
+    Translation { snapshot, report: Arc::new(report) }
 }
 
 /// A translation and how it was made.
 pub struct Update {
     pub translation: Translation,
     /// `Some(n)`: only EndpointSlices had changed, and the previous translation was patched by resolving `n`
-    /// backends again; `None`: translated in full.
+    /// backends again (each backend it changed was checked as the snapshot's validation checks it, and nothing
+    /// else changed); `None`: translated in full, and not yet validated.
     pub patched_backends: Option<usize>,
 }
 

@@ -10,6 +10,7 @@ use super::Config;
 use crate::index::{BackendModel, Index, IngressModel, ObjectKey, PathModel};
 use holdfast_snapshot::{Backend, HostRule, ObjectRef, PathRule, PathType, Policy, RouteTarget, Snapshot};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The snapshot under construction, and who claimed each route.
 pub struct Routes<'a> {
@@ -161,11 +162,11 @@ impl<'a> Routes<'a> {
     pub fn into_snapshot(self) -> Snapshot {
         Snapshot {
             version: 0,
-            hosts: self.hosts.into_iter().map(|(host, paths)| HostRule { host, paths }).collect(),
+            hosts: Arc::new(self.hosts.into_iter().map(|(host, paths)| HostRule { host, paths }).collect()),
             default_backend: self.default_backend.map(|(target, _)| target),
-            backends: self.backends,
-            policies: self.policies,
-            tls: Vec::new(),
+            backends: self.backends.into_iter().map(|(name, backend)| (name, Arc::new(backend))).collect(),
+            policies: Arc::new(self.policies),
+            tls: Default::default(),
             peers: Default::default(),
         }
     }

@@ -77,7 +77,7 @@ impl RouteTable {
         };
         let mut table =
             RouteTable { default_route: snapshot.default_backend.as_ref().map(make_route), ..Default::default() };
-        for rule in &snapshot.hosts {
+        for rule in snapshot.hosts.iter() {
             let mut group = PathGroup::default();
             for p in &rule.paths {
                 let exact = p.path_type == PathType::Exact;

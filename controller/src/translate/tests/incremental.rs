@@ -5,6 +5,7 @@
 use super::*;
 use crate::index::{Changes, PeerSlice};
 use crate::translate::{update, PeersConfig};
+use std::sync::Arc;
 
 /// `n` Ingresses `app-i` (host `app-i.test`), each to its Service `svc-i` (port `http` 80) with one EndpointSlice
 /// of ten endpoints; every seventh Service also has port `grpc` 90, routed by name from a second path.
@@ -60,6 +61,18 @@ fn one_slice_edit_resolves_only_the_backend_of_its_service() {
     assert_eq!(after, translate(&index, &config));
     assert_eq!(after.snapshot.backends["default/svc-3:80"].endpoints[0].address, "10.3.1.1");
     assert_ne!(after, before);
+    // Everything but that backend is shared with the translation it patched, not copied.
+    assert!(Arc::ptr_eq(&after.snapshot.hosts, &before.snapshot.hosts));
+    assert!(Arc::ptr_eq(&after.snapshot.policies, &before.snapshot.policies));
+    assert!(Arc::ptr_eq(&after.report, &before.report));
+    let copied: Vec<&String> = after
+        .snapshot
+        .backends
+        .iter()
+        .filter(|(name, backend)| !Arc::ptr_eq(backend, &before.snapshot.backends[*name]))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(copied, ["default/svc-3:80"]);
 
     // Both backends of a Service with two routed ports.
     add(&mut index, slice("svc-14-1", "svc-14", 14, 1));

@@ -17,7 +17,7 @@ pub fn ingress_to_web(name: &str, nginx: &[(&str, &str)]) -> Ingress {
 pub fn backend_at(t: &Translation, path: &str) -> (String, Backend) {
     let rule = t.snapshot.hosts.iter().flat_map(|h| &h.paths).find(|p| p.path == path);
     let name = rule.unwrap_or_else(|| panic!("no route {path}: {:?}", t.report.warnings)).target.backend.clone();
-    let backend = t.snapshot.backends[&name].clone();
+    let backend = Backend::clone(&t.snapshot.backends[&name]);
     (name, backend)
 }
 
