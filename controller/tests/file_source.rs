@@ -2,7 +2,7 @@
 //! manifests translate into the routes the README promises.
 
 use holdfast_controller::publish::Shared;
-use holdfast_controller::source::files::{parse, FileSource, Kind};
+use holdfast_controller::source::files::{is_manifest, parse, FileSource, Kind};
 use holdfast_controller::translate::{translate, Config, Translation};
 use std::path::Path;
 
@@ -233,4 +233,43 @@ fn the_resumable_example_read_from_files_turns_on_resumable_uploads_on_its_route
     assert_eq!(r.delivery_method, holdfast_snapshot::DeliveryMethod::Post);
     let headers: Vec<_> = r.metadata_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(headers, [("album", "X-Album-Id"), ("title", "X-Video-Title")]);
+}
+
+#[test]
+fn a_rescan_off_the_loop_names_the_files_gone_new_and_replaced_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c", "d"] {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), service(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let mut source = FileSource::new(dir.path());
+    let shared = Shared::default();
+    source.scan(&shared).unwrap();
+    let names = |source: &FileSource| {
+        let mut names: Vec<String> = source
+            .known()
+            .stale(is_manifest)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(names(&source).is_empty(), "nothing changed since the scan");
+
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    std::fs::write(dir.path().join("e.yaml"), service("e")).unwrap();
+    // Replaced by a rename, as editors and the bench do: a new inode.
+    std::fs::write(dir.path().join("b.tmp"), service("b2")).unwrap();
+    std::fs::rename(dir.path().join("b.tmp"), dir.path().join("b.yaml")).unwrap();
+    assert_eq!(names(&source), ["a.yaml", "b.yaml", "e.yaml"]);
+
+    // Reading what it named brings the source up to date.
+    let stale = source.known().stale(is_manifest).unwrap();
+    assert!(source.refresh(stale, &shared).changed);
+    assert!(names(&source).is_empty());
+    let mut services: Vec<String> = shared.read(|index| index.services.keys().map(|k| k.name.clone()).collect());
+    services.sort();
+    assert_eq!(services, ["b2", "c", "d", "e"]);
 }

@@ -5,11 +5,13 @@
 //! An event names a file: that file alone is read again, whether it was written in place (acted on when it is
 //! closed, not on each write, so a half-written file is not read as the new version), replaced by an editor's
 //! rename, or removed. An event on a name starting with `..` is a ConfigMap volume swapping its `..data` link, which
-//! changes every file at once without an event naming any: the whole directory is scanned. Reading and parsing run
+//! changes every file at once without an event naming any: the whole directory is scanned. After the first read, a
+//! full scan (that, or the periodic one) compares metadata on the blocking pool beside the loop and hands back the
+//! files to read, so that an edit announced meanwhile is not held up by ten thousand `stat`s. Reading and parsing run
 //! on the blocking pool, so that thousands of files at start never hold up the runtime the publisher translates
 //! on; the first publication waits for the first complete read anyway ([`Shared::listed`]).
 
-use super::files::{FileSource, Scan};
+use super::files::{is_manifest, FileError, FileSource, Scan};
 use crate::drain::Shutdown;
 use crate::metrics::SourceMetrics;
 use crate::publish::Shared;
@@ -66,38 +68,102 @@ async fn run(source: FileSource, shared: Arc<Shared>, metrics: SourceMetrics, mu
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut log = Log::default();
     let mut source = Some(source);
-    let mut pass = Pass::All;
+    // The first pass reads everything in one piece: nothing is published before it anyway.
+    let mut pass = Some(Pass::All);
     let mut listed = false;
+    let mut rescanning = Rescan::default();
     loop {
-        let (mut taken, s) = (source.take().expect("the source is back after each pass"), shared.clone());
-        let job = tokio::task::spawn_blocking(move || {
-            let result = match pass {
-                Pass::All => taken.scan(&s),
-                Pass::Files(paths) => Ok(taken.refresh(paths, &s)),
-            };
-            (taken, result)
-        });
-        let Ok((taken, result)) = job.await else { return };
-        let files = taken.len();
-        source = Some(taken);
-        if let Some(scan) = log.result(result) {
-            scan.tally.count(!listed, &metrics);
-            if !listed {
-                tracing::info!(files, "Read the manifest directory");
-                shared.listed(SOURCE);
-                listed = true;
-            } else if scan.changed {
-                tracing::debug!(files, "Manifest directory changed");
+        if let Some(next) = pass.take() {
+            let (mut taken, s) = (source.take().expect("the source is back after each pass"), shared.clone());
+            let job = tokio::task::spawn_blocking(move || {
+                let result = match next {
+                    Pass::All => taken.scan(&s),
+                    Pass::Files(paths) => Ok(taken.refresh(paths, &s)),
+                };
+                (taken, result)
+            });
+            let Ok((taken, result)) = job.await else { return };
+            let files = taken.len();
+            source = Some(taken);
+            if let Some(scan) = log.result(result) {
+                scan.tally.count(!listed, &metrics);
+                if !listed {
+                    tracing::info!(files, "Read the manifest directory");
+                    shared.listed(SOURCE);
+                    listed = true;
+                } else if scan.changed {
+                    tracing::debug!(files, "Manifest directory changed");
+                }
             }
         }
+        let source_now = source.as_ref().expect("the source is back after each pass");
         pass = tokio::select! {
-            Some(wake) = rx.recv() => drain(wake, &mut rx),
-            _ = rescan.tick() => Pass::All,
+            Some(wake) = rx.recv() => match drain(wake, &mut rx) {
+                Pass::All if listed => {
+                    rescanning.start(source_now);
+                    None
+                }
+                pass => Some(pass),
+            },
+            _ = rescan.tick() => {
+                rescanning.start(source_now);
+                None
+            }
+            stale = rescanning.done() => match stale {
+                Ok(paths) => {
+                    rescanning.again_if_asked(source_now);
+                    Some(Pass::Files(paths.into_iter().collect()))
+                }
+                Err(error) => {
+                    log.result(Err(error));
+                    None
+                }
+            },
             _ = shutdown.wait() => return,
         };
         // Until the directory was read once, anything less than all of it would leave files unread.
-        if !listed {
-            pass = Pass::All;
+        if !listed && pass.is_some() {
+            pass = Some(Pass::All);
+        }
+    }
+}
+
+/// A full re-scan running on the blocking pool beside the loop: it only compares metadata (tens of milliseconds of
+/// `stat`s at ten thousand files) and hands back the files to read, which the loop then reads as it reads the files
+/// an event names. Events keep being served meanwhile, so an edit never waits for a re-scan.
+#[derive(Default)]
+struct Rescan {
+    running: Option<tokio::task::JoinHandle<Result<Vec<PathBuf>, FileError>>>,
+    /// Asked for while one was running: what it compared may predate the request.
+    asked_again: bool,
+}
+
+impl Rescan {
+    fn start(&mut self, source: &FileSource) {
+        if self.running.is_some() {
+            self.asked_again = true;
+            return;
+        }
+        let known = source.known();
+        self.running = Some(tokio::task::spawn_blocking(move || known.stale(is_manifest)));
+    }
+
+    /// The running re-scan's result; pending forever while none runs.
+    async fn done(&mut self) -> Result<Vec<PathBuf>, FileError> {
+        let Some(running) = self.running.as_mut() else { return std::future::pending().await };
+        let result = running.await;
+        self.running = None;
+        match result {
+            Ok(stale) => stale,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    fn again_if_asked(&mut self, source: &FileSource) {
+        if std::mem::take(&mut self.asked_again) {
+            self.start(source);
         }
     }
 }
@@ -170,7 +236,7 @@ struct Log {
 }
 
 impl Log {
-    fn result(&mut self, result: Result<Scan, super::files::FileError>) -> Option<Scan> {
+    fn result(&mut self, result: Result<Scan, FileError>) -> Option<Scan> {
         let scan = match result {
             Ok(scan) => scan,
             Err(error) => {

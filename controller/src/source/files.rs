@@ -15,35 +15,12 @@ pub use super::dir_watch::{watch, RESCAN_INTERVAL};
 pub use super::manifest::{parse, Document, FileError, Kind, Object};
 
 use super::file_events::Tally;
+use super::fingerprint::{Fingerprint, Known};
 use crate::index::{Index, ObjectKey};
 use crate::publish::Shared;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// What a full scan compares to tell a file it need not read again: a write or a replacement changes one of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Fingerprint {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Fingerprint {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
 
 /// One file as last read.
 struct FileState {
@@ -92,32 +69,17 @@ impl FileSource {
     }
 
     /// Reads the whole directory: files gone are forgotten, and files whose metadata changed (or that are new) are
-    /// read. The first read, and the safety net for changes no filesystem event announced.
+    /// read. The first read, and what a re-scan does when it runs in one piece (tests; the running source finds
+    /// the stale files off its loop with [`FileSource::known`] and reads them with [`FileSource::refresh`]).
     pub fn scan(&mut self, shared: &Shared) -> Result<Scan, FileError> {
-        let read_error = |source| FileError::Read { path: self.dir.clone(), source };
-        let mut present = HashSet::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(read_error)? {
-            let path = entry.map_err(|source| FileError::Read { path: self.dir.clone(), source })?.path();
-            if is_manifest(&path) {
-                present.insert(path);
-            }
-        }
-        let mut scan = Scan::default();
-        let gone: Vec<PathBuf> = self.files.keys().filter(|path| !present.contains(*path)).cloned().collect();
-        for path in gone {
-            self.forget(&path, shared, &mut scan);
-        }
-        let mut present: Vec<PathBuf> = present.into_iter().collect();
-        present.sort();
-        for path in present {
-            // Through symlinks, as a ConfigMap volume's files are: a new `..data` gives them new inodes.
-            let fingerprint = std::fs::metadata(&path).ok().map(|meta| Fingerprint::of(&meta));
-            let known = self.files.get(&path).and_then(|file| file.fingerprint);
-            if fingerprint.is_none() || known != fingerprint {
-                self.read(&path, shared, &mut scan);
-            }
-        }
-        Ok(scan)
+        let stale = self.known().stale(is_manifest)?;
+        Ok(self.refresh(stale, shared))
+    }
+
+    /// The fingerprints of the files as last read, for a re-scan that runs beside the source.
+    pub fn known(&self) -> Known {
+        let files = self.files.iter().map(|(path, file)| (path.clone(), file.fingerprint)).collect();
+        Known::new(self.dir.clone(), files)
     }
 
     /// Reads the named files again (those a filesystem event named); a file no longer there is forgotten. Paths
@@ -133,7 +95,7 @@ impl FileSource {
     }
 
     fn read(&mut self, path: &Path, shared: &Shared, scan: &mut Scan) {
-        let fingerprint = std::fs::metadata(path).ok().map(|meta| Fingerprint::of(&meta));
+        let fingerprint = Fingerprint::of(path);
         let contents = match std::fs::read(path) {
             Ok(contents) => contents,
             // Removed (or renamed away) since it was named: its objects go.

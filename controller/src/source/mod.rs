@@ -4,5 +4,6 @@
 mod dir_watch;
 mod file_events;
 pub mod files;
+mod fingerprint;
 pub mod kube;
 mod manifest;
