@@ -11,6 +11,7 @@ use holdfast_controller::translate::Config;
 use std::path::Path;
 use std::time::Duration;
 use support::dataplane_double::DataplaneDouble;
+use support::scrape::{sample, scrape};
 
 const MANIFESTS: &str = "
 apiVersion: networking.k8s.io/v1
@@ -101,21 +102,6 @@ async fn file_edits_reach_the_dataplane_and_broken_files_keep_routes() {
 
     trigger.fire();
     tokio::time::timeout(Duration::from_secs(2), controller).await.unwrap().unwrap().unwrap();
-}
-
-/// `GET /metrics` from the admin listener at `addr`, as text.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
-/// The value of one sample line (`name{labels}` exactly as exposed), if the scrape has it.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Scrapes until `series` has a value `until` accepts, for at most 5 s; returns the last scrape.
