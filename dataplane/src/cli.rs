@@ -68,6 +68,16 @@ pub struct Args {
     /// on opening them is disconnected). As nginx's keepalive_requests.
     #[arg(long, env = "HOLDFAST_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
     pub max_requests_per_connection: u32,
+    /// The longest request-target (path and query) served, HTTP/1.1 and HTTP/2 alike, 1Ki to 32Ki; a longer one is
+    /// answered 414. The default is nginx's `large_client_header_buffers` line; raise it for applications with long
+    /// signed URLs or query strings.
+    #[arg(
+        long,
+        env = "HOLDFAST_MAX_REQUEST_TARGET",
+        default_value = "8Ki",
+        value_parser = parse_request_target
+    )]
+    pub max_request_target: usize,
     /// HTTP/2: streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; nginx: 128).
     #[arg(
         long,
@@ -173,6 +183,14 @@ fn parse_header_list_size(text: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_request_target(text: &str) -> Result<usize, String> {
+    let bytes = parse_bytes(text)?;
+    match usize::try_from(bytes) {
+        Ok(size) if (1 << 10..=crate::route::MAX_TARGET_BYTES_CEILING).contains(&size) => Ok(size),
+        _ => Err(format!("{text:?}: a request-target limit must be between 1Ki and 32Ki")),
+    }
+}
+
 /// `stderr`, `off`, or a file's path.
 fn parse_access_log(text: &str) -> Result<crate::access_log::Destination, String> {
     use crate::access_log::Destination;
@@ -271,6 +289,17 @@ mod tests {
         assert!(parse(&["--http2-max-concurrent-streams", "0"]).is_err());
         for size in ["100", "17Mi", "5Gi", "big"] {
             assert!(parse(&["--http2-max-header-list-size", size]).is_err(), "{size} accepted");
+        }
+    }
+
+    #[test]
+    fn the_request_target_limit_defaults_to_8_kib_and_stays_within_the_head_buffer() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["holdfast-dataplane"], args].concat());
+        assert_eq!(parse(&[]).unwrap().max_request_target, 8 << 10);
+        assert_eq!(parse(&["--max-request-target", "16Ki"]).unwrap().max_request_target, 16 << 10);
+        assert_eq!(parse(&["--max-request-target", "32Ki"]).unwrap().max_request_target, 32 << 10);
+        for size in ["1023", "32769", "1Gi", "long"] {
+            assert!(parse(&["--max-request-target", size]).is_err(), "{size} accepted");
         }
     }
 

@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         spool_quota = args.spool_quota, upstream_idle_timeout = ?args.upstream_idle_timeout,
         drain_timeout = ?args.drain_timeout, shutdown_delay = ?args.shutdown_delay,
         max_requests_per_connection = args.max_requests_per_connection, http2 = ?args.http2_limits(), workers, access_log = ?args.access_log,
-        route_metrics = args.route_metrics,
+        route_metrics = args.route_metrics, max_request_target = args.max_request_target,
         "holdfast dataplane started"
     );
     let mut shutdown = shutdown_signal()?;
@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         http2: args.http2_limits(),
         balance_connections: args.balance_connections,
         direct_body_min_bytes: args.direct_body_min_bytes,
+        max_target_bytes: args.max_request_target,
     };
     // The admin listener stays up through the drain: the kubelet must see /readyz fail, and metrics stay readable.
     let admin_task = tokio::spawn(admin::serve(admin_listener, dp.clone(), Access::Full, std::future::pending()));

@@ -270,6 +270,35 @@ async fn a_request_target_over_8_kib_gets_414_on_http_1_and_http_2() {
     assert_eq!(raw(dataplane.addr, &get(&at_limit)).await, (200, "public".to_string()));
 }
 
+/// `--max-request-target` raises the limit for applications with long URLs, on both protocols, through the binary's
+/// own flag parsing; one byte over the new limit is still 414.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_target_limit_follows_its_flag() {
+    let public = Recorder::start("public").await;
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = json!({
+        "version": 1,
+        "hosts": [{"host": "", "paths": [{"path": "/public", "pathType": "Prefix", "backend": "public", "policy": "p"}]}],
+        "backends": {"public": {"endpoints": [{"address": "127.0.0.1", "port": public.addr.port()}]}},
+        "policies": {"p": {"mode": "Buffered"}},
+    });
+    let snapshot_file = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot_file, snapshot.to_string()).unwrap();
+    let dataplane =
+        support::harness::DataplaneProcess::start(dir.path(), &snapshot_file, &["--max-request-target", "16Ki"]).await;
+    let limit = 16 * 1024;
+    let over_default = format!("/public/{}", "a".repeat(12 * 1024));
+    assert_eq!(raw(dataplane.addr, &get(&over_default)).await, (200, "public".to_string()));
+    let mut h2 = h2c(dataplane.addr).await;
+    assert_eq!(h2_get(&mut h2, &format!("http://x.test{over_default}"), &[]).await, (200, "public".to_string()));
+    let at_limit = format!("/public/a?q={}", "q".repeat(limit - "/public/a?q=".len()));
+    assert_eq!(raw(dataplane.addr, &get(&at_limit)).await.0, 200);
+    let over = format!("{at_limit}q");
+    assert_eq!(raw(dataplane.addr, &get(&over)).await.0, 414);
+    assert_eq!(h2_get(&mut h2, &format!("http://x.test{over}"), &[]).await.0, 414);
+    assert_eq!(public.heads().len(), 3, "the 414s never reached the upstream");
+}
+
 /// hyper's chunked decoder: a chunk size over 64 bits, chunk extensions over 16 KiB, and trailers over 16 KiB are
 /// errors of the body, which the dataplane answers 400 before any upstream is contacted (Buffered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,7 @@ impl RealDataplane {
             http2: Default::default(),
             balance_connections: false,
             direct_body_min_bytes: 8 << 20,
+            max_target_bytes: holdfast_dataplane::route::MAX_TARGET_BYTES,
         };
         let worker_stop = stopped.clone();
         Workers::start(2, Listeners { plain, tls }, dp.clone(), options, move || wait(worker_stop.clone())).unwrap();

@@ -28,12 +28,21 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+/// The per-request limits the server's options set.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Requests a connection serves before it is closed (0: never).
+    pub max_requests: u32,
+    /// The longest request-target (path and query); longer ones get 414.
+    pub max_target_bytes: usize,
+}
+
 /// Serves one client request. Never fails: every error becomes a response in [`ProxyError::into_response`].
 pub async fn handle(
     dp: Arc<Dataplane>,
     client: ClientInfo,
     conn: Arc<ConnState>,
-    max_requests: u32,
+    limits: RequestLimits,
     mut request: Request<Incoming>,
 ) -> Result<Response<ClientBody>, Infallible> {
     let request_id = forward::request_id(request.headers());
@@ -46,7 +55,7 @@ pub async fn handle(
     }
     // Before routing: the host fields are checked and the path put in normal form, in the request itself, so that
     // the route and the upstream (tus and tunnels too) see the same host and path.
-    let prepared = crate::route::prepare(&mut request).map_err(ProxyError::from);
+    let prepared = crate::route::prepare(&mut request, limits.max_target_bytes).map_err(ProxyError::from);
     let host = host_of(forward::authority(request.uri(), request.headers()).unwrap_or(""));
     let route = prepared.and_then(|()| find_route(&dp, host, request.uri().path()));
     // Cloning a `Uri` or a `Method` shares their bytes rather than copying them.
@@ -91,7 +100,9 @@ pub async fn handle(
     } else if closing {
         // The body may be partly unread: close without destroying the response (lingering close).
         conn.linger_on_close();
-    } else if version <= Version::HTTP_11 && (dp.drain.is_draining() || (max_requests > 0 && served >= max_requests)) {
+    } else if version <= Version::HTTP_11
+        && (dp.drain.is_draining() || (limits.max_requests > 0 && served >= limits.max_requests))
+    {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();

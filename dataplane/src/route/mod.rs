@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use normalize::{normalize_path, PathError};
 pub use path::{normalize_prefix, prefix_matches};
-pub use target::{prepare, TargetError, MAX_TARGET_BYTES};
+pub use target::{prepare, TargetError, MAX_TARGET_BYTES, MAX_TARGET_BYTES_CEILING};
 
 /// What a request was routed to.
 #[derive(Debug)]

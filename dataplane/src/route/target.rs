@@ -11,16 +11,20 @@ use http::uri::{Authority, PathAndQuery};
 use http::{header, HeaderMap, Request, StatusCode, Uri, Version};
 use std::borrow::Cow;
 
-/// The longest request-target (path and query) accepted: nginx's `large_client_header_buffers` line (8 KiB), also
-/// Apache's `LimitRequestLine`. Longer targets get 414.
+/// The longest request-target (path and query) accepted by default (`--max-request-target`): nginx's
+/// `large_client_header_buffers` line (8 KiB), also Apache's `LimitRequestLine`. Longer targets get 414.
 pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+/// The most `--max-request-target` may be: half the HTTP/1.1 read buffer (64 KiB, `server::READ_BUFFER`), which
+/// holds the whole request head, so that a request with a target at the limit still has room for its fields.
+pub const MAX_TARGET_BYTES_CEILING: usize = 32 * 1024;
 
 /// Why a request cannot be routed as it is (the client gets 400, or 414 for a long target). The messages never
 /// echo the request's fields.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("the request target is longer than {MAX_TARGET_BYTES} bytes")]
-    TooLong,
+    #[error("the request target is longer than {0} bytes")]
+    TooLong(usize),
     #[error("an HTTP/1.1 request needs a Host field (RFC 9112 section 3.2)")]
     MissingHost,
     #[error("a request may have only one Host field (RFC 9112 section 3.2)")]
@@ -38,17 +42,18 @@ pub enum TargetError {
 impl TargetError {
     pub fn status(&self) -> StatusCode {
         match self {
-            TargetError::TooLong => StatusCode::URI_TOO_LONG,
+            TargetError::TooLong(_) => StatusCode::URI_TOO_LONG,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 }
 
-/// Checks a request's target and host fields, and puts its path in normal form in place (the query is untouched).
-pub fn prepare<B>(request: &mut Request<B>) -> Result<(), TargetError> {
+/// Checks a request's target (at most `max_target_bytes` of path and query) and host fields, and puts its path in
+/// normal form in place (the query is untouched).
+pub fn prepare<B>(request: &mut Request<B>, max_target_bytes: usize) -> Result<(), TargetError> {
     let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target_len > MAX_TARGET_BYTES {
-        return Err(TargetError::TooLong);
+    if target_len > max_target_bytes {
+        return Err(TargetError::TooLong(max_target_bytes));
     }
     check_host(request.version(), request.uri(), request.headers())?;
     if let Cow::Owned(normal) = normalize_path(request.uri().path())? {

@@ -10,7 +10,7 @@ fn request(version: Version, uri: &str, hosts: &[&str]) -> Request<()> {
 
 fn prepared(version: Version, uri: &str, hosts: &[&str]) -> Result<String, String> {
     let mut request = request(version, uri, hosts);
-    prepare(&mut request).map(|()| request.uri().to_string()).map_err(|e| format!("{e:?}"))
+    prepare(&mut request, MAX_TARGET_BYTES).map(|()| request.uri().to_string()).map_err(|e| format!("{e:?}"))
 }
 
 #[test]
@@ -64,8 +64,12 @@ fn a_target_over_the_limit_gets_414_and_one_at_the_limit_passes() {
     let at_limit = format!("/{}", "a".repeat(MAX_TARGET_BYTES - 1));
     assert!(prepared(Version::HTTP_11, &at_limit, &["x.test"]).is_ok());
     let mut over = request(Version::HTTP_11, &format!("{at_limit}a"), &["x.test"]);
-    let error = prepare(&mut over).unwrap_err();
-    assert_eq!((error.status(), format!("{error:?}")), (StatusCode::URI_TOO_LONG, "TooLong".to_string()));
+    let error = prepare(&mut over, MAX_TARGET_BYTES).unwrap_err();
+    assert_eq!((error.status(), format!("{error:?}")), (StatusCode::URI_TOO_LONG, "TooLong(8192)".to_string()));
+    assert_eq!(error.to_string(), "the request target is longer than 8192 bytes");
     let query_over = format!("/?{}", "q".repeat(MAX_TARGET_BYTES));
-    assert_eq!(prepared(Version::HTTP_11, &query_over, &["x.test"]), Err("TooLong".into()));
+    assert_eq!(prepared(Version::HTTP_11, &query_over, &["x.test"]), Err("TooLong(8192)".into()));
+    // Another limit, as `--max-request-target` sets it.
+    let mut over = request(Version::HTTP_11, &format!("{at_limit}a"), &["x.test"]);
+    assert!(prepare(&mut over, 2 * MAX_TARGET_BYTES).is_ok());
 }

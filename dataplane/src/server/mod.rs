@@ -65,6 +65,8 @@ pub struct ServeOptions {
     pub balance_connections: bool,
     /// Bodies declared at least this large on plain HTTP/1 connections are read past hyper ([`crate::client::DirectBody`]); 0: never.
     pub direct_body_min_bytes: u64,
+    /// The longest request-target (path and query) served; longer ones get 414 ([`crate::route::prepare`]).
+    pub max_target_bytes: usize,
 }
 
 /// Serves one listener (TLS when `tls` is given) on the calling thread's runtime until `shutdown` resolves, then
@@ -184,6 +186,7 @@ impl Connection {
     {
         let client = ClientInfo::new(self.addr, scheme);
         let (dp, max_requests) = (self.dp, self.options.max_requests_per_connection);
+        let limits = crate::proxy::RequestLimits { max_requests, max_target_bytes: self.options.max_target_bytes };
         let mut head_timeout = HeadTimeout::new(conn.clone(), self.options.header_read_timeout);
         // HTTP/1 counts its requests in the request path; HTTP/2 streams are counted here, when hyper accepts them.
         let streams = Arc::new(StreamLimit::new(max_requests, self.options.http2.max_concurrent_streams));
@@ -199,7 +202,7 @@ impl Connection {
             }
             // Boxed: the request's future is about 4.6 KB (routing, spooling, replay and their timers, all inline),
             // and hyper moves the future it is given into its dispatcher; a box makes that move a pointer copy.
-            let handled = crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), max_requests, request);
+            let handled = crate::proxy::handle(dp.clone(), client.clone(), conn.clone(), limits, request);
             Either::Left(Box::pin(handled).map_err(|never| match never {}))
         });
         // With upgrades: a `101` hands the connection over to a tunnel (`crate::tunnel`) instead of closing it.

@@ -281,6 +281,7 @@ mod tests {
             http2: Default::default(),
             balance_connections,
             direct_body_min_bytes: 8 << 20,
+            max_target_bytes: crate::route::MAX_TARGET_BYTES,
         };
         (Workers::start(count, listeners, dp.clone(), options, shutdown).unwrap(), dp, plain_addr)
     }

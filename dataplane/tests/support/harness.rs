@@ -88,6 +88,7 @@ impl Harness {
             balance_connections: true,
             // The binary's default: bodies of 8 MiB or more are read past hyper.
             direct_body_min_bytes: 8 << 20,
+            max_target_bytes: holdfast_dataplane::route::MAX_TARGET_BYTES,
         };
         // The same worker threads as the binary, two of them, so that connections land on different runtimes.
         let listeners =
