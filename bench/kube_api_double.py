@@ -107,6 +107,14 @@ def not_found(plural, name):
     return ApiError(404, "NotFound", f'{plural} "{name}" not found', {"name": name, "kind": plural})
 
 
+def query_number(query, key, default, parse):
+    """A numeric query parameter (`limit`, `timeoutSeconds`), `default` when absent or empty; 400 when not a number."""
+    try:
+        return parse(query.get(key) or default)
+    except ValueError:
+        raise ApiError(400, "BadRequest", f"{key} must be an integer")
+
+
 def merge_patch(target, patch):
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -559,10 +567,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def list(self, res, namespace, query):
         watcher = self.selection(res, namespace, query)
-        try:
-            limit = int(query.get("limit") or 0)
-        except ValueError:
-            raise ApiError(400, "BadRequest", "limit must be an integer")
+        limit = query_number(query, "limit", 0, int)
         items, list_rv, token = self.store.list_page(res, watcher, max(0, limit), query.get("continue"))
         meta = {"resourceVersion": str(list_rv)}
         if token:
@@ -589,10 +594,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def watch(self, res, namespace, query):
         watcher = self.selection(res, namespace, query)
-        try:
-            timeout = float(query.get("timeoutSeconds") or 1800)
-        except ValueError:
-            raise ApiError(400, "BadRequest", "timeoutSeconds must be an integer")
+        timeout = query_number(query, "timeoutSeconds", 1800, float)
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         initial = query.get("sendInitialEvents") in ("true", "1")
         rv_text = query.get("resourceVersion", "")
